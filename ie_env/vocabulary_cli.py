@@ -38,7 +38,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"cache dir:          {cache_dir()}")
     for name in SUBSET_NAMES:
         subset = full if name == "full" else Vocabulary(name)
-        state = "cached" if subset.embeddings_cached() else "not cached (ie-vocab embed --subset %s)" % name
+        state = "cached" if subset.embeddings_cached() else f"not cached (ie-vocab embed --subset {name})"
         print(f"subset {name:<6} {len(subset):>9,} concepts, embeddings {state}")
     owl = full.find("owl")
     if owl:
