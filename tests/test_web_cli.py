@@ -1,0 +1,67 @@
+"""``ie-web`` on the generated corpus: build, info, search in process; serve as a real subprocess (slow)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from ie_env.web.cli import main
+
+pytestmark = pytest.mark.model
+
+
+def test_build_info_and_search(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["build", "--corpus", "generated", "--target", "gen-4", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "corpus generated: 320 images" in out
+    assert "target gen-4: 4 classes, 64 train, 32 test, 64 stay on the web" in out
+
+    assert main(["info", "--corpus", "generated", "--target", "gen-4", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["images"] == 320 and info["sites"] == {"generated": 320}
+    assert info["target"]["excluded_from_index"] == 96
+
+    assert main(["info", "--target", "gen-4"]) == 0
+    assert "generated" in capsys.readouterr().out
+
+    assert main(["search", "polka dots", "-n", "5", "--target", "gen-4", "--no-progress"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 5 and all("generated/dots" in line for line in lines)
+
+
+def test_unknown_target_is_a_clean_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["search", "owl", "--corpus", "generated", "--target", "nope", "--no-progress"]) == 2
+    assert "unknown target set 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_serve_subprocess_answers_over_http() -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "ie_env.web.cli",
+        "serve",
+        "--port",
+        "0",
+        "--target",
+        "gen-4",
+        "--no-progress",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout is not None
+        line = ""
+        for line in process.stdout:
+            if line.startswith("ie-web serving "):
+                break
+        base = line.split()[2].split("/v1/")[0]
+        assert base.startswith("http://127.0.0.1:")
+        body = httpx.get(f"{base}/v1/images/", params={"q": "triangle", "page_size": 5}, timeout=30).json()
+        assert len(body["results"]) == 5 and all("triangle" in r["title"] for r in body["results"])
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
