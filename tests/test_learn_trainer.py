@@ -1,0 +1,242 @@
+"""The Learner facade: scoring, training phases, replay buffer, warm-up cache, checkpoints, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ie_env.learn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ie_env.learn.config import LearnConfig
+from ie_env.learn.trainer import Learner, NonFiniteLossError
+
+TINY = LearnConfig(
+    convnet_width=4,
+    image_size=16,
+    batch_size=8,
+    proj_hidden_dim=16,
+    proj_dim=8,
+    pred_hidden_dim=16,
+    warmup_steps=3,
+    max_steps_per_iteration=4,
+    reward_k=3,
+    concept_top=2,
+    eval_knn_k=3,
+)
+
+
+def _images(n: int, seed: int, size: int = 16) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+@pytest.fixture(autouse=True)
+def _cache_home(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IE_ENV_HOME", str(tmp_path / "cache"))
+
+
+def _learner(seed: int = 0, **overrides) -> Learner:
+    cfg = LearnConfig(**{**TINY.to_dict(), **overrides})
+    return Learner(cfg, _images(12, 100), target_labels=np.arange(12) % 2, seed=seed, device="cpu")
+
+
+def _params(learner: Learner) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in learner.model.parameters()]
+
+
+class TestScoring:
+    def test_embed_is_normalised_and_deterministic(self) -> None:
+        learner = _learner()
+        emb = learner.embed(_images(5, 1, size=24))  # another input size is resized
+        assert emb.shape == (5, learner.feature_dim) and emb.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+        np.testing.assert_array_equal(emb, learner.embed(_images(5, 1, size=24)))
+        assert learner.target_embeddings.shape == (12, learner.feature_dim)
+
+    def test_score_uses_target_knn(self) -> None:
+        learner = _learner()
+        target = _images(12, 100)
+        scores = learner.score(target[:4])
+        sims = scores.embeddings @ learner.target_embeddings.T
+        expected = np.sort(sims, axis=1)[:, -3:].mean(axis=1)
+        np.testing.assert_allclose(scores.rewards, expected, atol=1e-5)
+        assert learner.score(target[:0]).rewards.shape == (0,)
+
+    def test_concept_score_contract(self) -> None:
+        learner = _learner()
+        assert learner.concept_score([]) == (0.0, "no_images")
+        assert learner.concept_score([0.1, 0.9, 0.5]) == (pytest.approx(0.7), "ok")
+
+    def test_centered_reward_needs_background(self) -> None:
+        learner = _learner(reward="knn_centered")
+        with pytest.raises(ValueError, match="background"):
+            learner.score(_images(2, 3))
+        learner.set_background(_images(10, 4))
+        assert np.isfinite(learner.score(_images(2, 3)).rewards).all()
+
+
+class TestTraining:
+    def test_train_updates_model_buffer_and_embeddings(self) -> None:
+        learner = _learner()
+        before_params, before_emb = _params(learner), learner.target_embeddings.copy()
+        new = _images(10, 5)
+        rewards = np.linspace(0.0, 0.9, 10).astype(np.float32)
+        stats = learner.train(new, rewards, steps=3)
+        assert stats.steps == 3 and np.isfinite(stats.loss) and stats.images == 24 and stats.images_per_s > 0
+        assert any(not torch.equal(a, b) for a, b in zip(before_params, _params(learner), strict=True))
+        assert not np.allclose(learner.target_embeddings, before_emb)
+        # top 50 % by reward: images 5..9, best first
+        assert learner.buffer_size == 5
+        np.testing.assert_allclose(learner.buffer_rewards, rewards[[9, 8, 7, 6, 5]])
+        np.testing.assert_array_equal(learner._buffer.permute(0, 2, 3, 1).numpy(), new[[9, 8, 7, 6, 5]])
+
+    def test_rewards_computed_when_not_given(self) -> None:
+        learner = _learner()
+        new = _images(4, 6)
+        expected = learner.score(new).rewards
+        learner.train(new, steps=1)
+        np.testing.assert_allclose(np.sort(learner.buffer_rewards), np.sort(expected)[-2:], atol=1e-6)
+
+    def test_empty_candidates_train_on_target_and_buffer(self) -> None:
+        learner = _learner()
+        stats = learner.train(_images(0, 0), steps=2)
+        assert stats.steps == 2 and np.isfinite(stats.loss) and learner.buffer_size == 0
+        default = learner.train(_images(0, 0))  # epochs_per_iteration=10 over 12 images, capped at 4 steps
+        assert default.steps == 4
+
+    def test_epoch_mixes_new_and_pcr_times_past(self) -> None:
+        learner = _learner()
+        idx = learner._epoch_indices(n_new=5, n_past=40)
+        assert len(idx) == 15 and set(range(5)) <= set(idx.tolist())
+        assert len(set(idx.tolist())) == 15  # sampled without replacement while possible
+        assert sorted(learner._epoch_indices(n_new=0, n_past=7).tolist()) == list(range(7))
+        assert learner._phase_plan(10, 100, None, 2) == 2 * (30 // 8)
+        with pytest.raises(ValueError, match="not both"):
+            learner.train(_images(2, 1), steps=1, epochs=1)
+
+    def test_buffer_capacity_drops_oldest(self) -> None:
+        learner = _learner(buffer_capacity=3)
+        learner.train(_images(4, 1), np.array([1.0, 2.0, 3.0, 4.0]), steps=1)
+        learner.train(_images(4, 2), np.array([5.0, 6.0, 7.0, 8.0]), steps=1)
+        np.testing.assert_allclose(learner.buffer_rewards, [3.0, 8.0, 7.0])
+
+    def test_same_seed_same_result(self) -> None:
+        a, b = _learner(seed=3), _learner(seed=3)
+        sa = a.train(_images(6, 2), steps=2)
+        sb = b.train(_images(6, 2), steps=2)
+        assert sa.loss == sb.loss
+        np.testing.assert_array_equal(a.target_embeddings, b.target_embeddings)
+        c = _learner(seed=4)
+        assert c.train(_images(6, 2), steps=2).loss != sa.loss
+
+    def test_nan_loss_stops_and_rolls_back(self, tmp_path) -> None:
+        learner = _learner()
+        learner.train(_images(4, 1), steps=1)
+        ckpt = learner.save(tmp_path / "good.ckpt")
+        before, buffer_before = _params(learner), learner.buffer_size
+        orig = learner.model.forward
+        calls = {"n": 0}
+
+        def poisoned(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+            calls["n"] += 1
+            loss = orig(x1, x2)
+            return loss * float("nan") if calls["n"] >= 2 else loss
+
+        learner.model.forward = poisoned  # type: ignore[method-assign]
+        with pytest.raises(NonFiniteLossError, match="step 2 of 3"):
+            learner.train(_images(4, 2), steps=3)
+        for a, b in zip(before, _params(learner), strict=True):
+            assert torch.equal(a, b)
+        assert learner.buffer_size == buffer_before
+        assert Learner.load(ckpt).buffer_size == buffer_before  # the last good checkpoint is intact
+
+
+class TestWarmUp:
+    def test_cached_once_per_target_and_config(self) -> None:
+        first = _learner(seed=0)
+        stats = first.warm_up()
+        assert stats.steps == 3 and not stats.cached
+        second = _learner(seed=7)  # another run seed shares the warm-up
+        again = second.warm_up()
+        assert again.cached and again.loss == stats.loss
+        for a, b in zip(_params(first), _params(second), strict=True):
+            assert torch.equal(a, b)
+        np.testing.assert_array_equal(first.target_embeddings, second.target_embeddings)
+        other = Learner(TINY, _images(12, 101), seed=0, device="cpu")  # another target: not cached
+        assert not other.warm_up().cached
+
+    def test_uncached_warm_up_is_reproducible(self) -> None:
+        a, b = _learner(seed=1), _learner(seed=2)
+        sa, sb = a.warm_up(cache=False), b.warm_up(cache=False)
+        assert not sb.cached and sa.loss == sb.loss
+
+    def test_corrupt_cache_is_recomputed(self) -> None:
+        learner = _learner()
+        learner.warm_up()
+        from ie_env.paths import cache_subdir
+
+        (path,) = list(cache_subdir("warmup").glob("*.ckpt"))
+        path.write_bytes(path.read_bytes()[:-10])
+        with pytest.warns(UserWarning, match="warm-up cache"):
+            stats = _learner().warm_up()
+        assert not stats.cached and stats.steps == 3
+
+
+class TestCheckpoint:
+    def test_round_trip_restores_identical_outputs(self, tmp_path) -> None:
+        learner = _learner(reward="knn_centered")
+        learner.set_background(_images(10, 9))
+        learner.train(_images(6, 1), steps=2)
+        path = learner.save(tmp_path / "run" / "learner.ckpt")
+        loaded = Learner.load(path, device="cpu")
+        probe = _images(5, 11)
+        np.testing.assert_array_equal(learner.embed(probe), loaded.embed(probe))
+        np.testing.assert_array_equal(learner.score(probe).rewards, loaded.score(probe).rewards)
+        assert loaded.config == learner.config and loaded.buffer_size == learner.buffer_size
+        # RNG states, optimiser and momentum encoder came back too: the next phase is identical
+        s1 = learner.train(_images(6, 2), steps=2)
+        s2 = loaded.train(_images(6, 2), steps=2)
+        assert s1.loss == s2.loss
+        np.testing.assert_array_equal(learner.embed(probe), loaded.embed(probe))
+
+    def test_state_dict_resets_to_initial(self) -> None:
+        learner = _learner()
+        initial = learner.state_dict()
+        probe = _images(3, 12)
+        emb0 = learner.embed(probe)
+        loss0 = learner.train(_images(6, 1), steps=2).loss
+        assert learner.buffer_size == 3
+        learner.load_state_dict(initial)
+        assert learner.buffer_size == 0
+        np.testing.assert_array_equal(learner.embed(probe), emb0)
+        assert learner.train(_images(6, 1), steps=2).loss == loss0
+
+    @pytest.mark.parametrize("damage", ["flip", "truncate", "garbage", "missing"])
+    def test_damaged_checkpoint_is_refused(self, tmp_path, damage: str) -> None:
+        path = _learner().save(tmp_path / "l.ckpt")
+        raw = bytearray(path.read_bytes())
+        if damage == "flip":
+            raw[len(raw) // 2] ^= 0xFF
+            path.write_bytes(bytes(raw))
+        elif damage == "truncate":
+            path.write_bytes(bytes(raw[: len(raw) // 3]))
+        elif damage == "garbage":
+            path.write_bytes(b"not a checkpoint at all")
+        else:
+            path.unlink()
+        with pytest.raises(CheckpointError):
+            Learner.load(path)
+
+    def test_foreign_payload_is_refused(self, tmp_path) -> None:
+        path = save_checkpoint(tmp_path / "other.ckpt", {"something": torch.zeros(2)})
+        assert "something" in load_checkpoint(path)
+        with pytest.raises(CheckpointError, match="usable learner"):
+            Learner.load(path)
+
+
+def test_evaluate_needs_labels_and_reports_both_metrics() -> None:
+    learner = _learner()
+    res = learner.evaluate(_images(6, 3), np.arange(6) % 2)
+    assert 0.0 <= res.knn_accuracy <= 1.0 and 0.0 <= res.linear_probe_accuracy <= 1.0
+    unlabeled = Learner(TINY, _images(12, 100), seed=0, device="cpu")
+    with pytest.raises(ValueError, match="target_labels"):
+        unlabeled.evaluate(_images(6, 3), np.arange(6) % 2)
