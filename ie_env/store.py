@@ -1,0 +1,462 @@
+"""ImageStore: content-addressed image files plus SQLite (WAL) metadata; crash-safe and resumable.
+
+Layout under ``root``::
+
+    images/ab/ab12...ef.png   one file per image, named by the sha256 of the downloaded bytes
+    meta.sqlite               tables ``images`` (one row per stored image) and ``urls`` (every
+                              URL with a final outcome, so nothing is fetched twice)
+
+Write order for each batch: encode, write temp files, fsync them, rename, fsync the directories,
+then insert the rows in one transaction. A process killed at any point leaves either a complete
+image with its row, or an orphan (temp file or renamed file without a row). Opening the store
+removes temp and orphan files and deletes rows whose file is missing, so a restarted run refetches
+exactly the URLs whose image was lost, and never one that is stored.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ie_env.download import Download
+from ie_env.imagedecode import hamming
+
+IMAGE_FORMATS = {"png": "PNG", "jpg": "JPEG"}
+# Outcomes that will not change on a retry: such URLs are remembered and not fetched again.
+FINAL_STATUSES = frozenset(
+    {"ok", "duplicate", "not_image", "decode_error", "too_small", "too_large", "opted_out", "invalid_url"}
+)
+FINAL_HTTP_CODES = frozenset({400, 401, 403, 404, 405, 410, 451})
+META_FIELDS = ("query", "concept_id", "engine", "license", "iteration")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY,
+    url TEXT NOT NULL UNIQUE,
+    sha256 TEXT NOT NULL UNIQUE,
+    phash INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    width INTEGER,
+    height INTEGER,
+    nbytes INTEGER,
+    query TEXT,
+    concept_id INTEGER,
+    engine TEXT,
+    license TEXT,
+    iteration INTEGER,
+    reward REAL,
+    in_buffer INTEGER NOT NULL DEFAULT 0,
+    added_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_iteration ON images(iteration);
+CREATE TABLE IF NOT EXISTS urls (
+    url TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    sha256 TEXT,
+    image_id INTEGER,
+    iteration INTEGER,
+    at REAL NOT NULL
+);
+"""
+_COLUMNS = (
+    "id, url, sha256, phash, path, width, height, nbytes, query, concept_id, engine, license, "
+    "iteration, reward, in_buffer, added_at"
+)
+
+
+def _signed(h: int) -> int:
+    return h - (1 << 64) if h >= 1 << 63 else h
+
+
+def _unsigned(h: int) -> int:
+    return h + (1 << 64) if h < 0 else h
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One stored image's metadata. ``path`` is relative to the store root."""
+
+    id: int
+    url: str
+    sha256: str
+    phash: int
+    path: str
+    width: int | None
+    height: int | None
+    nbytes: int | None
+    query: str | None
+    concept_id: int | None
+    engine: str | None
+    license: str | None
+    iteration: int | None
+    reward: float | None
+    in_buffer: bool
+    added_at: float
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> ImageRecord:
+        values = list(row)
+        values[3] = _unsigned(values[3])
+        values[14] = bool(values[14])
+        return cls(*values)
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    """What opening the store had to clean up after a crash."""
+
+    temp_files_removed: int = 0
+    orphan_files_removed: int = 0
+    rows_without_file_removed: int = 0
+
+    @property
+    def clean(self) -> bool:
+        return not (self.temp_files_removed or self.orphan_files_removed or self.rows_without_file_removed)
+
+
+class ImageStore:
+    """Content-addressed image files and their metadata.
+
+    Implements the downloader's ``DedupIndex`` (``has_url``, ``has_sha256``, ``near_duplicate``),
+    so ``downloader.fetch(hits, known=store)`` skips stored URLs and drops stored content.
+
+    Args:
+        root: directory of the store (created).
+        phash_threshold: Hamming distance at or below which an image counts as already stored.
+        image_format: ``png`` (lossless, default) or ``jpg`` for the stored files.
+        fsync_threads: threads that write and fsync files in parallel.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        phash_threshold: int = 4,
+        image_format: str = "png",
+        fsync_threads: int = 8,
+    ) -> None:
+        if image_format not in IMAGE_FORMATS:
+            raise ValueError(f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}")
+        if not 0 <= phash_threshold <= 64:
+            raise ValueError(f"phash_threshold must be in [0, 64], got {phash_threshold!r}")
+        self.root = Path(root)
+        self.images_dir = self.root / "images"
+        self.images_dir.mkdir(parents=True, exist_ok=True)
+        self.phash_threshold = phash_threshold
+        self.image_format = image_format
+        self._fsync_threads = max(1, fsync_threads)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.root / "meta.sqlite", check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(_SCHEMA)
+        self.repair_report = self._repair()
+        rows = self._db.execute("SELECT id, phash FROM images ORDER BY id").fetchall()
+        self._ids = np.array([r[0] for r in rows], dtype=np.int64)
+        self._phashes = np.array([_unsigned(r[1]) for r in rows], dtype=np.uint64)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> ImageStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _repair(self) -> RepairReport:
+        temp = 0
+        on_disk: set[str] = set()
+        for sub in self.images_dir.iterdir():
+            if not sub.is_dir():
+                continue
+            for entry in os.scandir(sub):
+                if entry.name.endswith(".tmp"):
+                    os.unlink(entry.path)
+                    temp += 1
+                else:
+                    on_disk.add(f"images/{sub.name}/{entry.name}")
+        rows = self._db.execute("SELECT id, path FROM images").fetchall()
+        missing = [row_id for row_id, path in rows if path not in on_disk]
+        known = {path for _, path in rows}
+        orphans = on_disk - known
+        for path in orphans:
+            (self.root / path).unlink(missing_ok=True)
+        if missing:
+            with self._transaction():
+                self._db.executemany("DELETE FROM images WHERE id = ?", [(i,) for i in missing])
+                self._db.executemany("DELETE FROM urls WHERE image_id = ?", [(i,) for i in missing])
+        return RepairReport(temp, len(orphans), len(missing))
+
+    def _transaction(self) -> Any:
+        store = self
+
+        class _Tx:
+            def __enter__(self) -> None:
+                store._db.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self, exc_type: object, *rest: object) -> None:
+                store._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+        return _Tx()
+
+    # -- dedup index -------------------------------------------------------------------------
+
+    def has_url(self, url: str) -> bool:
+        """True if ``url`` is stored or had a final outcome (404, not an image, duplicate, ...)."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM urls WHERE url = ?", (url,)).fetchone() is not None
+
+    def has_sha256(self, sha256: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM images WHERE sha256 = ?", (sha256,)).fetchone() is not None
+
+    def near_duplicate(self, phash: int, threshold: int | None = None) -> int | None:
+        """Id of a stored image within ``threshold`` (default: the store's) of ``phash``, or None."""
+        threshold = self.phash_threshold if threshold is None else threshold
+        with self._lock:
+            if len(self._phashes) == 0:
+                return None
+            distances = hamming(self._phashes, phash)
+            j = int(np.argmin(distances))
+            return int(self._ids[j]) if distances[j] <= threshold else None
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def add(
+        self,
+        download: Download,
+        *,
+        query: str | None = None,
+        concept_id: int | None = None,
+        engine: str | None = None,
+        license: str | None = None,
+        iteration: int | None = None,
+    ) -> ImageRecord | None:
+        """Store one ``ok`` download; None if it is not ``ok`` or is a (near-)duplicate."""
+        meta = {"query": query, "concept_id": concept_id, "engine": engine, "license": license}
+        return self.add_many([download], iteration=iteration, metas=[meta])[0]
+
+    def add_many(
+        self,
+        downloads: Sequence[Download],
+        *,
+        iteration: int | None = None,
+        metas: Sequence[Mapping[str, Any]] | None = None,
+        **common: Any,
+    ) -> list[ImageRecord | None]:
+        """Store a batch crash-safely; one record (or None for skipped ones) per download.
+
+        Args:
+            downloads: outcomes from the downloader, any status (non-``ok`` final outcomes are
+                remembered so their URLs are not fetched again).
+            iteration: explore iteration the batch belongs to.
+            metas: per-download ``query`` / ``concept_id`` / ``engine`` / ``license`` (override ``common``).
+            common: the same keys, for the whole batch.
+        """
+        unknown = set(common) - set(META_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown metadata fields {sorted(unknown)}; use {META_FIELDS}")
+        if metas is not None and len(metas) != len(downloads):
+            raise ValueError(f"metas has {len(metas)} entries for {len(downloads)} downloads")
+        now = time.time()
+        with self._lock:
+            url_rows: list[tuple[str, str, str | None, int | None, int | None, float]] = []
+            chosen: list[tuple[int, Download, dict[str, Any]]] = []
+            batch_urls: set[str] = set()
+            batch_shas: set[str] = set()
+            batch_hashes: list[int] = []
+            for i, d in enumerate(downloads):
+                meta = {**common, **(metas[i] if metas is not None else {})}
+                meta.setdefault("iteration", iteration)
+                if d.url in batch_urls or self.has_url(d.url):
+                    continue
+                if not d.ok or d.image is None or d.sha256 is None or d.phash is None:
+                    if d.status in FINAL_STATUSES or (
+                        d.status == "http_error" and d.http_status in FINAL_HTTP_CODES
+                    ):
+                        url_rows.append((d.url, d.status, d.sha256, None, meta["iteration"], now))
+                        batch_urls.add(d.url)
+                    continue
+                duplicate = (
+                    d.sha256 in batch_shas
+                    or self.has_sha256(d.sha256)
+                    or self.near_duplicate(d.phash) is not None
+                    or (
+                        bool(batch_hashes)
+                        and int(hamming(np.array(batch_hashes, dtype=np.uint64), d.phash).min())
+                        <= self.phash_threshold
+                    )
+                )
+                batch_urls.add(d.url)
+                if duplicate:
+                    url_rows.append((d.url, "duplicate", d.sha256, None, meta["iteration"], now))
+                    continue
+                batch_shas.add(d.sha256)
+                batch_hashes.append(d.phash)
+                chosen.append((i, d, meta))
+            paths = self._write_files([d for _, d, _ in chosen])
+            records: list[ImageRecord | None] = [None] * len(downloads)
+            with self._transaction():
+                for (i, d, meta), path in zip(chosen, paths, strict=True):
+                    cursor = self._db.execute(
+                        "INSERT INTO images (url, sha256, phash, path, width, height, nbytes, query,"
+                        " concept_id, engine, license, iteration, in_buffer, added_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                        (
+                            d.url, d.sha256, _signed(d.phash), path, d.width, d.height, d.nbytes,
+                            meta.get("query"), meta.get("concept_id"), meta.get("engine"),
+                            meta.get("license"), meta["iteration"], now,
+                        ),
+                    )  # fmt: skip
+                    row_id = int(cursor.lastrowid or 0)
+                    url_rows.append((d.url, "ok", d.sha256, row_id, meta["iteration"], now))
+                    records[i] = ImageRecord(
+                        row_id, d.url, d.sha256, d.phash, path, d.width, d.height, d.nbytes,
+                        meta.get("query"), meta.get("concept_id"), meta.get("engine"), meta.get("license"),
+                        meta["iteration"], None, False, now,
+                    )  # fmt: skip
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO urls (url, status, sha256, image_id, iteration, at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    url_rows,
+                )
+            new = [r for r in records if r is not None]
+            if new:
+                self._ids = np.concatenate([self._ids, np.array([r.id for r in new], dtype=np.int64)])
+                self._phashes = np.concatenate(
+                    [self._phashes, np.array([r.phash for r in new], dtype=np.uint64)]
+                )
+            return records
+
+    def _write_files(self, downloads: Sequence[Download]) -> list[str]:
+        """Encode, write and fsync each image to a temp file, rename, fsync directories."""
+        if not downloads:
+            return []
+        ext = self.image_format
+        finals = [f"images/{d.sha256[:2]}/{d.sha256}.{ext}" for d in downloads if d.sha256]
+
+        def write(item: tuple[Download, str]) -> Path:
+            d, rel = item
+            final = self.root / rel
+            final.parent.mkdir(exist_ok=True)
+            tmp = final.with_name(f"{final.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            buffer = io.BytesIO()
+            image = Image.fromarray(np.asarray(d.image, dtype=np.uint8), "RGB")
+            if ext == "png":
+                image.save(buffer, format="PNG", compress_level=1)
+            else:
+                image.save(buffer, format="JPEG", quality=95)
+            with open(tmp, "wb") as handle:
+                handle.write(buffer.getbuffer())
+                handle.flush()
+                os.fsync(handle.fileno())
+            return tmp
+
+        with ThreadPoolExecutor(min(self._fsync_threads, len(downloads))) as pool:
+            temps = list(pool.map(write, zip(downloads, finals, strict=True)))
+        for tmp, rel in zip(temps, finals, strict=True):
+            os.replace(tmp, self.root / rel)
+        for directory in {(self.root / rel).parent for rel in finals}:
+            fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return finals
+
+    # -- reading and updating ----------------------------------------------------------------
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def get(self, image_id: int) -> ImageRecord:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM images WHERE id = ?", (image_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no image with id {image_id}")
+        return ImageRecord.from_row(row)
+
+    def records(
+        self,
+        iteration: int | None = None,
+        in_buffer: bool | None = None,
+        ids: Iterable[int] | None = None,
+    ) -> list[ImageRecord]:
+        """Records matching all given filters, ordered by id."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if iteration is not None:
+            clauses.append("iteration = ?")
+            params.append(iteration)
+        if in_buffer is not None:
+            clauses.append("in_buffer = ?")
+            params.append(int(in_buffer))
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM images{where} ORDER BY id", params).fetchall()
+        records = [ImageRecord.from_row(r) for r in rows]
+        if ids is not None:
+            wanted = set(ids)
+            records = [r for r in records if r.id in wanted]
+        return records
+
+    def path(self, record: ImageRecord) -> Path:
+        return self.root / record.path
+
+    def load_images(self, ids: Sequence[int]) -> np.ndarray:
+        """Images as uint8 (n, H, W, 3) in the order of ``ids`` (all must have the same size)."""
+        ids = [int(i) for i in ids]
+        rows: dict[int, str] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows.update(self._db.execute(f"SELECT id, path FROM images WHERE id IN ({marks})", chunk))
+        missing = [i for i in ids if i not in rows]
+        if missing:
+            raise KeyError(f"no images with ids {missing[:10]}")
+        arrays = []
+        for i in ids:
+            with Image.open(self.root / rows[i]) as im:
+                arrays.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
+        if not arrays:
+            return np.zeros((0, 0, 0, 3), dtype=np.uint8)
+        shapes = {a.shape for a in arrays}
+        if len(shapes) > 1:
+            raise ValueError(f"images have different shapes {sorted(shapes)[:4]}; load them one by one")
+        return np.stack(arrays)
+
+    def set_reward(self, ids: Sequence[int], rewards: Sequence[float]) -> None:
+        if len(ids) != len(rewards):
+            raise ValueError(f"{len(ids)} ids but {len(rewards)} rewards")
+        with self._lock, self._transaction():
+            self._db.executemany(
+                "UPDATE images SET reward = ? WHERE id = ?",
+                [(float(r), int(i)) for i, r in zip(ids, rewards, strict=True)],
+            )
+
+    def set_in_buffer(self, ids: Iterable[int], flag: bool = True) -> None:
+        with self._lock, self._transaction():
+            self._db.executemany(
+                "UPDATE images SET in_buffer = ? WHERE id = ?", [(int(flag), int(i)) for i in ids]
+            )
