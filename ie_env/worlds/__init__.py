@@ -1,0 +1,1 @@
+"""World back ends of the env: ``full`` (HTTP search, downloads, training) and ``frozen`` (precomputed)."""

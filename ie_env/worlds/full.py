@@ -1,0 +1,212 @@
+"""The full world: search over HTTP, download, store, score with the live encoder, train per iteration.
+
+By default the search engine is the offline web: an Openverse-compatible server over the target's web
+corpus (target images excluded), started on a free 127.0.0.1 port in this process and stopped on
+``close()``; ``web_url`` points at an already running ``ie-web serve`` instead. Live engines
+(``openverse``, ``wikimedia``, ``flickr``) use the same client code when the machine has internet.
+
+Downloaded images go into an :class:`~ie_env.store.ImageStore` (one per episode, under ``run_dir``)
+which deduplicates them against everything the episode already has.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from ie_env.config import EnvConfig
+from ie_env.download import DownloadConfig, Downloader
+from ie_env.learn.trainer import NonFiniteLossError
+from ie_env.paths import cache_subdir
+from ie_env.search import make_engine
+from ie_env.store import ImageStore
+from ie_env.vocabulary import Vocabulary
+from ie_env.world import QueryOutcome
+from ie_env.worlds.common import evaluate_learner, make_learner, open_target
+
+
+class FullWorld:
+    """See the module docstring."""
+
+    def __init__(self, config: EnvConfig, vocabulary: Vocabulary, progress: bool = True) -> None:
+        self.config = config
+        size = config.image_size
+        self.target = open_target(config, progress=progress)
+        self.learner = make_learner(config, self.target)
+        self._initial_state = self.learner.state_dict()
+        self.test_images = self.target.test_images(size)
+        self.test_labels = self.target.test_labels
+        self._server = None
+        self.engine = self._make_engine(progress)
+        allowed = ()
+        if config.engine == "local":
+            parts = urlsplit(self.web_url)
+            allowed = (f"{parts.hostname}:{parts.port}",)
+        # Decoding 20 images a step needs no process pool (which would also re-import an unguarded
+        # user script in its workers); bulk downloads can ask for processes via download_overrides.
+        download_fields = {
+            "image_size": size,
+            "resize_mode": "center_crop",
+            "allowed_hosts": allowed,
+            "processes": 0,
+        }
+        download_fields.update(config.download_overrides)
+        self.downloader = Downloader(DownloadConfig(**download_fields))
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.run_dir = (
+            Path(config.run_dir) if config.run_dir else cache_subdir("runs") / f"env-{stamp}-{id(self):x}"
+        )
+        self.store: ImageStore | None = None
+        self.episode = -1
+        self.iteration = 0
+        self._pending: list[tuple[np.ndarray, np.ndarray, list[int]]] = []
+
+    # -- setup ----------------------------------------------------------------------------------
+
+    def _make_engine(self, progress: bool):
+        if self.config.engine != "local":
+            self.web_url = None
+            return make_engine(self.config.engine)
+        if self.config.web_url:
+            self.web_url = self.config.web_url.rstrip("/")
+        else:
+            from ie_env.web.server import build_index, start_server
+
+            index = build_index(
+                self.target.corpus, self.target, progress=progress, threads=self.config.threads
+            )
+            self._server = start_server(index, port=0)
+            self.web_url = self._server.url.rstrip("/")
+        return make_engine("local", base_url=self.web_url)
+
+    # -- World API --------------------------------------------------------------------------------
+
+    def reset(self, rng: np.random.Generator) -> None:
+        self.learner.load_state_dict(self._initial_state)
+        self.learner.reseed(np.random.default_rng(int(rng.integers(2**63))))
+        if self.store is not None:
+            self.store.close()
+        self.episode += 1
+        self.store = ImageStore(self.run_dir / f"episode-{self.episode:03d}")
+        self.iteration = 0
+        self._pending = []
+
+    def query(self, query: str, concept_id: int) -> QueryOutcome:
+        if self.store is None:
+            raise RuntimeError("reset() must be called before query()")
+        seconds: dict[str, float] = {}
+        started = time.perf_counter()
+        result = self.engine.search(query, self.config.results_per_query)
+        seconds["search"] = time.perf_counter() - started
+        if not result.ok:
+            return QueryOutcome(0.0, "search_error", error=result.error, seconds=seconds)
+        started = time.perf_counter()
+        batch = self.downloader.fetch(result.hits, known=self.store)
+        seconds["download"] = time.perf_counter() - started
+        started = time.perf_counter()
+        metas = [{"license": hit.license} for hit in result.hits]
+        records = self.store.add_many(
+            batch.downloads,
+            iteration=self.iteration,
+            metas=metas,
+            query=query,
+            concept_id=concept_id,
+            engine=self.engine.name,
+        )
+        kept = [
+            (d, r, h) for d, r, h in zip(batch.downloads, records, result.hits, strict=True) if r is not None
+        ]
+        seconds["store"] = time.perf_counter() - started
+        statuses = [
+            d.status if r is not None or not d.ok else "duplicate"
+            for d, r in zip(batch.downloads, records, strict=True)
+        ]
+        counts: dict[str, int] = {}
+        for status in statuses:
+            counts[status] = counts.get(status, 0) + 1
+        if not kept:
+            return QueryOutcome(
+                0.0,
+                "no_images",
+                image_statuses=statuses,
+                download_counts=counts,
+                hits=len(result.hits),
+                seconds=seconds,
+            )
+        started = time.perf_counter()
+        images = np.stack([d.image for d, _, _ in kept])
+        rewards = self.learner.score(images).rewards
+        ids = [r.id for _, r, _ in kept]
+        self.store.set_reward(ids, rewards.tolist())
+        self._pending.append((images, rewards, ids))
+        score, status = self.learner.concept_score(rewards)
+        seconds["score"] = time.perf_counter() - started
+        relevant = None
+        if self.web_url is not None:
+            relevant = float(np.mean([self.target.is_relevant_id(h.id) for _, _, h in kept]))
+        return QueryOutcome(
+            reward=float(score),
+            status=status,
+            image_rewards=rewards.tolist(),
+            image_statuses=statuses,
+            download_counts=counts,
+            hits=len(result.hits),
+            relevant_fraction=relevant,
+            seconds=seconds,
+        )
+
+    def train(self, steps: int | None) -> dict[str, Any]:
+        """Train on the images gathered since the last training phase and admit the best to the buffer."""
+        if self._pending:
+            images = np.concatenate([p[0] for p in self._pending])
+            rewards = np.concatenate([p[1] for p in self._pending])
+            ids = [i for p in self._pending for i in p[2]]
+        else:
+            size = self.config.image_size
+            images = np.zeros((0, size, size, 3), dtype=np.uint8)
+            rewards = np.zeros(0, dtype=np.float32)
+            ids = []
+        self._pending = []
+        started = time.perf_counter()
+        try:
+            stats = self.learner.train(images, rewards, steps=steps)
+        except NonFiniteLossError as exc:
+            return {"error": str(exc), "new_images": len(ids), "seconds": time.perf_counter() - started}
+        if ids:
+            keep = math.ceil(self.learner.config.buffer_fraction * len(ids))
+            best = np.argsort(-rewards, kind="stable")[:keep]
+            self.store.set_in_buffer([ids[i] for i in best])
+        return {
+            "loss": stats.loss,
+            "steps": stats.steps,
+            "images_per_s": stats.images_per_s,
+            "new_images": len(ids),
+            "buffer_size": self.learner.buffer_size,
+            "seconds": time.perf_counter() - started,
+        }
+
+    def end_iteration(self, evaluate: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if not self.config.per_step_training:
+            out["train"] = self.train(self.config.train_steps_per_iteration)
+        self.iteration += 1
+        if evaluate:
+            out["eval"] = self.evaluate()
+        return out
+
+    def evaluate(self) -> dict[str, Any]:
+        return evaluate_learner(self.learner, self.test_images, self.test_labels)
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        self.downloader.close()
+        if self._server is not None:
+            self._server.stop()
+            self._server = None

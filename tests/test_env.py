@@ -1,0 +1,243 @@
+"""The Gymnasium environment: API conformance, the full loop over loopback HTTP, wrappers, bad input.
+
+Everything runs on the generated corpus (``gen-4`` target) and a small word-list vocabulary, so no
+Debian package is needed; the sentence model is (for the vocabulary and caption embeddings).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import ie_env
+from ie_env.wrappers import BatchActions, ClusterActions, EmbeddingActions
+
+WORDS = (
+    "words:circle,square,triangle,star,cross,ring,stripe,dot,box,pyramid,wedge,disk,"
+    "red,green,blue,apple,dog,owl,car,bicycle"
+)
+SMALL = {
+    "target": "gen-4",
+    "vocabulary": WORDS,
+    "n_clusters": 4,
+    "max_episode_steps": 8,
+    "queries_per_iteration": 4,
+    "results_per_query": 12,
+    "train_steps_per_iteration": 3,
+    "learn_overrides": {"warmup_steps": 10, "batch_size": 32},
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def env_cache(tmp_path_factory):
+    """One cache dir for the module (and the subprocesses of async vector envs)."""
+    old = os.environ.get("IE_ENV_HOME")
+    os.environ["IE_ENV_HOME"] = str(tmp_path_factory.mktemp("ie_env_home"))
+    yield
+    if old is None:
+        os.environ.pop("IE_ENV_HOME", None)
+    else:
+        os.environ["IE_ENV_HOME"] = old
+
+
+def make_frozen(**overrides):
+    return gym.make(ie_env.FROZEN_ENV_ID, **{**SMALL, **overrides})
+
+
+def make_full(tmp_path, **overrides):
+    return gym.make(ie_env.ENV_ID, **{**SMALL, "run_dir": str(tmp_path / "run"), **overrides})
+
+
+def test_ids_are_registered_with_the_right_determinism():
+    assert gym.spec(ie_env.ENV_ID).nondeterministic is True
+    assert gym.spec(ie_env.FROZEN_ENV_ID).nondeterministic is False
+
+
+def test_frozen_env_passes_gymnasium_and_sb3_checkers():
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = make_frozen()
+    try:
+        check_env(env.unwrapped)  # includes the seed- and step-determinism checks
+        sb3_check_env(env.unwrapped, warn=True)
+    finally:
+        env.close()
+
+
+def test_full_env_passes_gymnasium_and_sb3_checkers(tmp_path):
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = make_full(tmp_path)
+    try:
+        check_env(env.unwrapped, skip_render_check=True)
+        sb3_check_env(env.unwrapped, warn=True)
+    finally:
+        env.close()
+
+
+def test_frozen_episode_rewards_info_and_truncation():
+    env = make_frozen()
+    obs, info = env.reset(seed=0)
+    assert obs.shape == env.observation_space.shape and not obs.any()
+    base = env.unwrapped
+    circle = base.vocabulary.find("circle")[0]
+    obs, reward, terminated, truncated, info = env.step(base.vocabulary.position_of(circle.id))
+    assert info["query"] == "circle" and info["concept_id"] == circle.id
+    assert info["status"] in ("ok", "few_images") and reward > 0
+    assert reward == pytest.approx(np.mean(sorted(info["image_rewards"])[-10:]), abs=1e-6)
+    assert info["relevant_fraction"] > 0.5  # circles are a gen-4 class
+    assert obs[-1] == pytest.approx(reward)
+    # The same concept again: everything is already "downloaded", so nothing new and reward 0.
+    _, again, _, _, info = env.step(base.vocabulary.position_of(circle.id))
+    assert again == 0.0 and info["status"] == "no_images" and info["download_counts"].get("duplicate", 0) > 0
+    steps = 2
+    while not truncated:
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        steps += 1
+        assert not terminated
+    assert steps == SMALL["max_episode_steps"]
+    env.close()
+
+
+def test_frozen_reset_with_seed_is_reproducible():
+    env = make_frozen()
+    runs = []
+    for _ in range(2):
+        env.reset(seed=3)
+        env.action_space.seed(3)
+        runs.append([env.step(env.action_space.sample())[1] for _ in range(6)])
+    assert runs[0] == runs[1]
+    env.close()
+
+
+def test_bad_actions_raise_clear_errors():
+    env = make_frozen()
+    env.reset(seed=0)
+    n = env.action_space.n
+    with pytest.raises(ValueError, match=f"out of range.*{n} concepts"):
+        env.unwrapped.step(n)
+    with pytest.raises(ValueError, match="out of range"):
+        env.unwrapped.step(-1)
+    with pytest.raises(ValueError, match="single integer"):
+        env.unwrapped.step(1.5)
+    env.close()
+
+
+def test_unknown_target_names_the_presets():
+    with pytest.raises(ValueError, match="ocp-10"):
+        make_frozen(target="no-such-target")
+
+
+def test_unknown_argument_is_named():
+    with pytest.raises(TypeError, match="colour"):
+        make_frozen(colour="red")
+
+
+def test_dead_engine_gives_zero_reward_and_an_error_status(tmp_path):
+    with socket.socket() as probe:  # a loopback port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = make_full(tmp_path, web_url=f"http://127.0.0.1:{port}")
+    env.reset(seed=0)
+    _, reward, terminated, truncated, info = env.step(0)
+    assert reward == 0.0 and info["status"] == "search_error"
+    assert info["error"] and not terminated and not truncated
+    env.close()
+
+
+def test_full_env_two_iterations_over_loopback_http(tmp_path):
+    env = make_full(tmp_path)
+    env.reset(seed=0)
+    base = env.unwrapped
+    learner = base._world.learner
+    before = {k: v.clone() for k, v in learner.model.backbone.state_dict().items()}
+    assert base._world.web_url.startswith("http://127.0.0.1:")
+    infos = []
+    for concept in ["circle", "square", "star", "triangle", "box", "ring", "red", "wedge"]:
+        _, reward, _, _, info = env.step(base.vocabulary.position_of(base.vocabulary.find(concept)[0].id))
+        infos.append(info)
+        assert info["seconds"]["search"] > 0 and "download" in info["seconds"]
+    kept = sum(i["images_kept"] for i in infos)
+    assert kept > 20
+    assert base._world.store.count() == kept  # every kept image is in the SQLite store, with its file
+    assert all(base._world.store.path(r).exists() for r in base._world.store.records())
+    ends = [i for i in infos if "train" in i]
+    assert [i["iteration"] for i in ends] == [1, 2]
+    for info in ends:
+        assert np.isfinite(info["train"]["loss"]) and info["train"]["steps"] == 3
+        assert 0.0 <= info["eval"]["knn_accuracy"] <= 1.0
+    after = learner.model.backbone.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
+    assert learner.buffer_size > 0
+    # reset restores the initial encoder and an empty buffer
+    env.reset(seed=1)
+    restored = learner.model.backbone.state_dict()
+    assert all(torch.equal(before[k], restored[k]) for k in before)
+    assert learner.buffer_size == 0
+    env.close()
+
+
+def test_cluster_and_embedding_wrappers_pick_unqueried_concepts():
+    env = ClusterActions(make_frozen())
+    env.reset(seed=0)
+    assert env.action_space.n == 4
+    queried = []
+    for _ in range(6):
+        _, _, _, _, info = env.step(1)
+        queried.append(info["action"])
+    labels = env.unwrapped.cluster_labels
+    in_cluster = int((labels == 1).sum())
+    assert len(set(queried)) == len(queried) or in_cluster < len(queried)
+    assert all(labels[a] == 1 for a in queried[:in_cluster])
+    env.close()
+
+    env = EmbeddingActions(make_frozen())
+    env.reset(seed=0)
+    base = env.unwrapped
+    owl = base.vocabulary.position_of(base.vocabulary.find("owl")[0].id)
+    _, _, _, _, info = env.step(base.concept_embeddings[owl])
+    assert info["action"] == owl
+    _, _, _, _, info = env.step(base.concept_embeddings[owl])  # owl is taken: the next nearest
+    assert info["action"] != owl
+    with pytest.raises(ValueError, match="zero vector"):
+        env.step(np.zeros(384, dtype=np.float32))
+    env.close()
+
+
+def test_batch_wrapper_steps_several_concepts():
+    env = BatchActions(make_frozen(), batch_size=3)
+    env.reset(seed=0)
+    obs, reward, _, _, info = env.step(np.array([0, 1, 2]))
+    assert [i["action"] for i in info["batch"]] == [0, 1, 2]
+    assert len(info["batch_rewards"]) == 3
+    assert reward == pytest.approx(np.mean(info["batch_rewards"]))
+    assert env.unwrapped.queried[:3].all()
+    with pytest.raises(ValueError, match="3 concepts"):
+        env.step(np.array([0, 1]))
+    env.close()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_vector_envs_with_cluster_wrapper(mode):
+    envs = gym.make_vec(
+        ie_env.FROZEN_ENV_ID,
+        num_envs=2,
+        vectorization_mode=mode,
+        wrappers=[ClusterActions],
+        **SMALL,
+    )
+    try:
+        obs, _ = envs.reset(seed=0)
+        assert obs.shape == (2, 10)
+        for _ in range(3):
+            obs, rewards, terminated, truncated, infos = envs.step(envs.action_space.sample())
+            assert rewards.shape == (2,) and np.isfinite(rewards).all()
+    finally:
+        envs.close()
