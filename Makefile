@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEBIAN_PACKAGES := wordnet-base openclipart-png openclipart-svg ruby-gemojione libjs-emojify \
 	fonts-noto-color-emoji dataset-fashion-mnist
-EXTRAS ?= rl,dev,faiss
+EXTRAS ?= rl,dev,faiss,pretrained
 # Torch threads for CPU work (tests default to 1: see ../shared/DATA.md on oversubscription).
 IE_ENV_THREADS ?= 1
 export IE_ENV_THREADS
@@ -33,9 +33,12 @@ $(VENV)/.installed-$(EXTRAS): $(BIN)/python setup.cfg pyproject.toml constraints
 
 venv: $(VENV)/.installed-$(EXTRAS)
 
+# One-time builds are cached under $$IE_ENV_HOME and skipped on later runs.
 demo: setup
+	$(BIN)/ie-vocab embed --subset full
 	$(BIN)/ie-vocab info
-	$(BIN)/ie-vocab nearest "owl"
+	$(BIN)/ie-web build --target ocp-10
+	$(BIN)/ie-explore --target ocp-10
 
 test: setup
 	$(BIN)/python -m pytest
@@ -52,5 +55,7 @@ format: venv
 	$(BIN)/ruff check --fix .
 
 bench: setup
-	$(MAKE) venv EXTRAS=rl,dev,faiss,bench
-	$(BIN)/python benchmarks/vocabulary.py --quick
+	$(MAKE) system DEBIAN_PACKAGES=nginx-light
+	$(MAKE) venv EXTRAS=rl,dev,faiss,pretrained,bench
+	mkdir -p runs
+	for b in vocabulary search download learner env; do $(BIN)/python benchmarks/$$b.py --quick --json runs/bench-$$b.json || exit 1; done
