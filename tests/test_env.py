@@ -241,3 +241,14 @@ def test_vector_envs_with_cluster_wrapper(mode):
             assert rewards.shape == (2,) and np.isfinite(rewards).all()
     finally:
         envs.close()
+
+
+def test_per_step_training_mode_trains_inside_every_step(tmp_path):
+    env = make_full(tmp_path, per_step_training=True, train_steps_per_query=1, max_episode_steps=4)
+    env.reset(seed=0)
+    base = env.unwrapped
+    for concept in ["circle", "square", "star", "triangle"]:
+        _, _, _, _, info = env.step(base.vocabulary.position_of(base.vocabulary.find(concept)[0].id))
+        assert info["train"]["steps"] == 1 and np.isfinite(info["train"]["loss"])
+    assert info["iteration"] == 1 and "eval" in info  # the iteration still closes and evaluates
+    env.close()

