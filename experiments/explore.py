@@ -40,7 +40,7 @@ class Args:
     )
     queries_per_iteration: int = field(default=16, metadata={"help": "queries per iteration"})
     results_per_query: int = field(default=20, metadata={"help": "images requested per query"})
-    train_steps: int = field(default=40, metadata={"help": "SSL optimiser steps per iteration"})
+    train_steps: int = field(default=80, metadata={"help": "SSL optimiser steps per iteration"})
     warmup_steps: int = field(
         default=300,
         metadata={

@@ -188,3 +188,20 @@ def test_corrupt_changes_bytes_deterministically() -> None:
 
     data = bytes(range(256)) * 4
     assert corrupt(data, random.Random(0)) == corrupt(data, random.Random(0)) != data
+
+
+def test_search_json_fast_path_matches_search(tmp_path, monkeypatch):
+    """The cached-fragment serialisation the HTTP handler uses equals the dict answer."""
+    import json as _json
+
+    from ie_env.web.server import SearchApp, build_index
+
+    monkeypatch.setenv("IE_ENV_HOME", str(tmp_path))
+    app = SearchApp(build_index("generated", "gen-4", progress=False))
+    try:
+        params = {"q": ["red circle"], "page_size": ["7"], "page": ["2"]}
+        expected = app.search(params, "http://127.0.0.1:1")
+        for _ in range(2):  # second time from the fragment cache
+            assert _json.loads(app.search_json(params, "http://127.0.0.1:1")) == expected
+    finally:
+        app.close()

@@ -13,6 +13,7 @@ Captions are embedded once per *distinct* caption (the 60,000 shop photos share 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import threading
 import unicodedata
@@ -118,10 +119,29 @@ def _mix(values: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- query embeddings
 
 
+BF16_ENV_VAR = "IE_ENV_QUERY_BF16"
+
+
+def _bf16_is_fast() -> bool:
+    """Whether this CPU runs bfloat16 matmuls natively (AVX512-BF16 or AMX); ``IE_ENV_QUERY_BF16=0`` opts out."""
+    if os.environ.get(BF16_ENV_VAR, "1") == "0":
+        return False
+    try:
+        import torch
+
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except Exception:  # noqa: BLE001 - private torch helpers may move; then plain float32
+        return False
+
+
 def _direct_embedder() -> Callable[[Sequence[str]], np.ndarray]:
     """MiniLM forward pass without sentence-transformers' per-call overhead (about 20% less CPU for
-    short queries); falls back to :func:`embed_texts` unless it reproduces its output on a probe."""
+    short queries), in bfloat16 autocast where the CPU has native bfloat16 (about 2.5x faster; cosine
+    to the float32 embedding > 0.9999 on WordNet lemmas). Falls back to :func:`embed_texts` unless it
+    reproduces its output on a probe (cosine > 0.999)."""
     try:
+        import contextlib
+
         import torch
 
         from ie_env.textembed import load_text_model
@@ -130,19 +150,26 @@ def _direct_embedder() -> Callable[[Sequence[str]], np.ndarray]:
         tokenizer, bert = model.tokenizer, model[0].auto_model
         max_length = int(getattr(model, "max_seq_length", 256) or 256)
 
-        def direct(texts: Sequence[str]) -> np.ndarray:
-            with torch.inference_mode():
-                encoded = tokenizer(
-                    list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-                )
-                hidden = bert(**encoded).last_hidden_state
-                mask = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                return torch.nn.functional.normalize(pooled, dim=1).float().numpy()
+        def make(bf16: bool) -> Callable[[Sequence[str]], np.ndarray]:
+            def direct(texts: Sequence[str]) -> np.ndarray:
+                autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+                with torch.inference_mode(), autocast:
+                    encoded = tokenizer(
+                        list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+                    )
+                    hidden = bert(**encoded).last_hidden_state.float()
+                    mask = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                    return torch.nn.functional.normalize(pooled, dim=1).float().numpy()
 
-        probe = ["owl", "a red bicycle leaning on a wall"]
-        if np.abs(direct(probe) - embed_texts(probe)).max() < 1e-4:
             return direct
+
+        probe = ["owl", "a red bicycle leaning on a wall", "Canis familiaris", "screech owl"]
+        reference = embed_texts(probe)
+        for bf16 in (True, False) if _bf16_is_fast() else (False,):
+            direct = make(bf16)
+            if float((direct(probe) * reference).sum(axis=1).min()) > 0.999:
+                return direct
     except Exception:  # noqa: BLE001 - any mismatch in the model's layout means: use the public path
         pass
     return lambda texts: embed_texts(texts, batch_size=128)

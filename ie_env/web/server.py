@@ -133,6 +133,7 @@ class SearchApp:
         )
         self._random = random.Random(config.faults.seed)
         self._random_lock = threading.Lock()
+        self._fragments: dict[str, dict[int, str]] = {}
         self.requests = 0
 
     def close(self) -> None:
@@ -144,8 +145,8 @@ class SearchApp:
         with self._random_lock:
             return self._random.random() < probability
 
-    def search(self, params: dict[str, list[str]], base_url: str) -> dict:
-        """Answer ``/v1/images/``; raises BadRequest."""
+    def _ranked(self, params: dict[str, list[str]]) -> tuple[dict, list[int]]:
+        """Validate a search request and rank it: (response fields but ``results``, result rows)."""
         if "q" not in params:
             raise BadRequest("q", "missing query parameter 'q'", "missing_query")
         try:
@@ -164,13 +165,27 @@ class SearchApp:
             raise BadRequest("page", f"page must be in 1..{page_count} for page_size {page_size}, got {page}")
         vector, scores = self.embedder.request(query)
         ranked = self.index.rank(query, vector, page_size, (page - 1) * page_size, scores=scores)
-        return {
-            "result_count": result_count,
-            "page_count": page_count,
-            "page_size": page_size,
-            "page": page,
-            "results": [self.describe(hit.row, base_url) for hit in ranked],
-        }
+        meta = {"result_count": result_count, "page_count": page_count, "page_size": page_size, "page": page}
+        return meta, [hit.row for hit in ranked]
+
+    def search(self, params: dict[str, list[str]], base_url: str) -> dict:
+        """Answer ``/v1/images/`` as a dict; raises BadRequest."""
+        meta, rows = self._ranked(params)
+        return {**meta, "results": [self.describe(row, base_url) for row in rows]}
+
+    def search_json(self, params: dict[str, list[str]], base_url: str) -> bytes:
+        """The same answer as :meth:`search`, serialised, from per-image JSON fragments cached per
+        base URL (an image's description never changes while the server runs)."""
+        meta, rows = self._ranked(params)
+        fragments = self._fragments.setdefault(base_url, {})
+        parts = []
+        for row in rows:
+            fragment = fragments.get(row)
+            if fragment is None:
+                fragment = fragments[row] = json.dumps(self.describe(row, base_url), separators=(",", ":"))
+            parts.append(fragment)
+        head = json.dumps(meta, separators=(",", ":"))[:-1]
+        return f'{head},"results":[{",".join(parts)}]}}'.encode()
 
     def describe(self, row: int, base_url: str) -> dict:
         """One image in Openverse's result shape."""
@@ -271,7 +286,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if path in ("/v1/images/", "/v1/images"):
                 params = parse_qs(split.query, keep_blank_values=True)
-                self._json(200, app.search(params, self._base_url()))
+                body = app.search_json(params, self._base_url())
+                self._send(200, body, "application/json")
             elif path == "/healthz":
                 self._json(200, app.health())
             elif match := _IMAGE_PATH.match(path):
