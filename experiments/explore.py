@@ -35,7 +35,7 @@ class Args:
         default="full", metadata={"help": "vocabulary subset: full, small, words:a,b,c or a word-list file"}
     )
     iterations: int = field(
-        default=4,
+        default=5,
         metadata={"help": "iterations to run (each: queries, then a training phase and an evaluation)"},
     )
     queries_per_iteration: int = field(default=16, metadata={"help": "queries per iteration"})
