@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ie_env.web.corpus import Corpus, open_corpus
+from ie_env.web.sources import FASHION_CLASSES
 
 
 @dataclass(frozen=True)
@@ -162,18 +163,7 @@ PRESETS: dict[str, TargetPreset] = {
         "fmnist",
         "web",
         tuple(f"fashion-mnist/{c}" for c in _FMNIST),
-        (
-            "T-shirt/top",
-            "Trouser",
-            "Pullover",
-            "Dress",
-            "Coat",
-            "Sandal",
-            "Shirt",
-            "Sneaker",
-            "Bag",
-            "Ankle boot",
-        ),
+        FASHION_CLASSES,
         image_corpus="fashion-mnist-test",
         split=SplitConfig(train=0.5, test=0.5, per_category=100),
         description="Fashion-MNIST test images, 100 per class, 50/50; the 60k-photo shop stays on the web",
