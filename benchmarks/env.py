@@ -84,9 +84,7 @@ def measure_full_iteration(quick: bool) -> dict:
         }
     with tempfile.TemporaryDirectory() as run_dir:
         started = time.perf_counter()
-        env = gym.make(
-            ie_env.ENV_ID, max_episode_steps=kwargs["queries_per_iteration"], run_dir=run_dir, **kwargs
-        )
+        env = gym.make(ie_env.ENV_ID, budget=kwargs["queries_per_iteration"], run_dir=run_dir, **kwargs)
         env.reset(seed=0)
         build = time.perf_counter() - started
         stages: dict[str, float] = {"search": 0.0, "download": 0.0, "store": 0.0, "score": 0.0}

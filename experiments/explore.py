@@ -102,7 +102,7 @@ def run(args: Args) -> list[dict]:
         "ie_env/InternetExplorer-v0",
         target=args.target,
         vocabulary=args.vocabulary,
-        max_episode_steps=budget,
+        budget=budget,
         queries_per_iteration=args.queries_per_iteration,
         results_per_query=args.results_per_query,
         train_steps_per_iteration=args.train_steps,

@@ -23,7 +23,8 @@ class EnvConfig:
         engine: ``local`` (the offline web over HTTP; started by the env when no ``web_url`` is given) or
             a live engine name (full env only).
         web_url: base URL of an already running local web server (``ie-web serve``), if any.
-        max_episode_steps: the episode's query budget; the episode is truncated when it is spent.
+        budget: the episode's query budget; the env truncates the episode when it is spent. (Not called
+            ``max_episode_steps``: ``gym.make`` keeps that argument for its own ``TimeLimit`` wrapper.)
         queries_per_iteration: queries between two training phases (the paper's iteration).
         results_per_query: images requested per query.
         n_clusters: k-means clusters of concept embeddings summarised in the observation.
@@ -51,7 +52,7 @@ class EnvConfig:
     corpus: str | None = None
     engine: str = "local"
     web_url: str | None = None
-    max_episode_steps: int = 64
+    budget: int = 64
     queries_per_iteration: int = 16
     results_per_query: int = 20
     n_clusters: int = 32
@@ -72,7 +73,7 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         positive = (
-            "max_episode_steps",
+            "budget",
             "queries_per_iteration",
             "results_per_query",
             "n_clusters",

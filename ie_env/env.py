@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -13,6 +14,16 @@ from ie_env.config import EnvConfig
 from ie_env.observation import QueryStatistics, concept_clusters
 from ie_env.vocabulary import Vocabulary
 from ie_env.world import QueryOutcome, World
+
+
+def _check_target(target: str) -> None:
+    """Refuse a target that is neither a preset nor a folder, naming the presets."""
+    from ie_env.web.targets import PRESETS, UnknownTargetError
+
+    if target not in PRESETS and not Path(target).is_dir():
+        raise UnknownTargetError(
+            f"unknown target {target!r}: use a preset ({', '.join(PRESETS)}) or a folder of images"
+        )
 
 
 class InternetExplorerEnv(gym.Env):
@@ -49,8 +60,8 @@ class InternetExplorerEnv(gym.Env):
     | index | meaning |
     |---|---|
     | 0 .. K-1 | mean reward of the queries made in each cluster this episode (0 if none) |
-    | K .. 2K-1 | queries made in each cluster / ``max_episode_steps`` (clipped to 1) |
-    | 2K | episode progress: steps / ``max_episode_steps`` |
+    | K .. 2K-1 | queries made in each cluster / ``budget`` (clipped to 1) |
+    | 2K | episode progress: steps / ``budget`` |
     | 2K+1 | the last step's reward (0 after reset) |
 
     ## Rewards
@@ -68,7 +79,9 @@ class InternetExplorerEnv(gym.Env):
 
     ## Episode End
 
-    The episode is truncated when ``max_episode_steps`` queries have been made; it never terminates.
+    The episode is truncated when ``budget`` queries have been made (default 64); it never terminates.
+    Set the length with ``budget=N``: ``gym.make(id, max_episode_steps=N)`` adds Gymnasium's ``TimeLimit``
+    wrapper, which the env itself cannot see (its statistics would still be normalised by ``budget``).
 
     ## Info
 
@@ -81,7 +94,7 @@ class InternetExplorerEnv(gym.Env):
     ## Arguments
 
     Keyword arguments are the fields of :class:`ie_env.config.EnvConfig` (``target``, ``vocabulary``,
-    ``frozen``, ``max_episode_steps``, ``queries_per_iteration``, ``results_per_query``, ``n_clusters``,
+    ``frozen``, ``budget``, ``queries_per_iteration``, ``results_per_query``, ``n_clusters``,
     ``encoder``, ``image_size``, ``reward``, ``threads``, ...), or ``config=EnvConfig(...)``; plus
     ``render_mode`` (``None`` or ``"ansi"``).
 
@@ -111,11 +124,12 @@ class InternetExplorerEnv(gym.Env):
             )
         self.render_mode = render_mode
         cfg = self.config
+        _check_target(cfg.target)  # before any expensive build
         self.vocabulary = Vocabulary(cfg.vocabulary)
         self.concept_embeddings = self.vocabulary.embeddings()
         self.cluster_labels = concept_clusters(self.concept_embeddings, cfg.n_clusters)
         n_clusters = int(self.cluster_labels.max()) + 1
-        self._stats = QueryStatistics(self.cluster_labels, n_clusters, cfg.max_episode_steps)
+        self._stats = QueryStatistics(self.cluster_labels, n_clusters, cfg.budget)
         self.action_space = spaces.Discrete(len(self.vocabulary))
         self.observation_space = spaces.Box(-1.0, 1.0, shape=(self._stats.size,), dtype=np.float32)
         self.queried = np.zeros(len(self.vocabulary), dtype=bool)
@@ -166,7 +180,7 @@ class InternetExplorerEnv(gym.Env):
             info["seconds"]["step"] = time.perf_counter() - started
         else:
             info["seconds"] = {}
-        truncated = self._stats.steps >= self.config.max_episode_steps
+        truncated = self._stats.steps >= self._stats.budget
         return self._stats.observation(), reward, False, truncated, info
 
     def evaluate(self) -> dict[str, float]:
@@ -179,7 +193,7 @@ class InternetExplorerEnv(gym.Env):
         if self.render_mode != "ansi":
             return None
         best = sorted(self._concept_rewards.items(), key=lambda item: -item[1])[:10]
-        lines = [f"step {self._stats.steps}/{self.config.max_episode_steps}, iteration {self.iteration}"]
+        lines = [f"step {self._stats.steps}/{self._stats.budget}, iteration {self.iteration}"]
         lines += [f"  {reward:+.3f}  {self.vocabulary.query_text(pos)}" for pos, reward in best]
         return "\n".join(lines)
 

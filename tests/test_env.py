@@ -25,7 +25,7 @@ SMALL = {
     "target": "gen-4",
     "vocabulary": WORDS,
     "n_clusters": 4,
-    "max_episode_steps": 8,
+    "budget": 8,
     "queries_per_iteration": 4,
     "results_per_query": 12,
     "train_steps_per_iteration": 3,
@@ -102,7 +102,7 @@ def test_frozen_episode_rewards_info_and_truncation():
         _, _, terminated, truncated, _ = env.step(env.action_space.sample())
         steps += 1
         assert not terminated
-    assert steps == SMALL["max_episode_steps"]
+    assert steps == SMALL["budget"]
     env.close()
 
 
@@ -133,6 +133,8 @@ def test_bad_actions_raise_clear_errors():
 def test_unknown_target_names_the_presets():
     with pytest.raises(ValueError, match="ocp-10"):
         make_frozen(target="no-such-target")
+    with pytest.raises(ValueError, match="gen-4"):  # refused before the (huge) full vocabulary is embedded
+        make_frozen(target="no-such-target", vocabulary="full")
 
 
 def test_unknown_argument_is_named():
@@ -244,11 +246,23 @@ def test_vector_envs_with_cluster_wrapper(mode):
 
 
 def test_per_step_training_mode_trains_inside_every_step(tmp_path):
-    env = make_full(tmp_path, per_step_training=True, train_steps_per_query=1, max_episode_steps=4)
+    env = make_full(tmp_path, per_step_training=True, train_steps_per_query=1, budget=4)
     env.reset(seed=0)
     base = env.unwrapped
     for concept in ["circle", "square", "star", "triangle"]:
         _, _, _, _, info = env.step(base.vocabulary.position_of(base.vocabulary.find(concept)[0].id))
         assert info["train"]["steps"] == 1 and np.isfinite(info["train"]["loss"])
     assert info["iteration"] == 1 and "eval" in info  # the iteration still closes and evaluates
+    env.close()
+
+
+def test_budget_sets_truncation_and_normalises_the_observation():
+    env = make_frozen(budget=5)
+    assert not isinstance(env, gym.wrappers.TimeLimit)  # the env truncates by itself
+    env.reset(seed=0)
+    for step in range(1, 6):
+        obs, _, _, truncated, _ = env.step(step)
+        assert obs[-2] == pytest.approx(step / 5)  # progress is normalised by the same budget
+        assert truncated == (step == 5)
+    assert env.unwrapped.render() is None
     env.close()
