@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -14,16 +13,6 @@ from ie_env.config import EnvConfig
 from ie_env.observation import QueryStatistics, concept_clusters
 from ie_env.vocabulary import Vocabulary
 from ie_env.world import QueryOutcome, World
-
-
-def _check_target(target: str) -> None:
-    """Refuse a target that is neither a preset nor a folder, naming the presets."""
-    from ie_env.web.targets import PRESETS, UnknownTargetError
-
-    if target not in PRESETS and not Path(target).is_dir():
-        raise UnknownTargetError(
-            f"unknown target {target!r}: use a preset ({', '.join(PRESETS)}) or a folder of images"
-        )
 
 
 class InternetExplorerEnv(gym.Env):
@@ -124,9 +113,15 @@ class InternetExplorerEnv(gym.Env):
             )
         self.render_mode = render_mode
         cfg = self.config
-        _check_target(cfg.target)  # before any expensive build
         self.vocabulary = Vocabulary(cfg.vocabulary)
-        self.concept_embeddings = self.vocabulary.embeddings()
+        # The world first: it loads the target, so a bad target fails before the (long, first-time)
+        # embedding of the vocabulary.
+        self._world: World = self._make_world()
+        try:
+            self.concept_embeddings = self.vocabulary.embeddings()
+        except BaseException:
+            self._world.close()
+            raise
         self.cluster_labels = concept_clusters(self.concept_embeddings, cfg.n_clusters)
         n_clusters = int(self.cluster_labels.max()) + 1
         self._stats = QueryStatistics(self.cluster_labels, n_clusters, cfg.budget)
@@ -136,7 +131,6 @@ class InternetExplorerEnv(gym.Env):
         self.iteration = 0
         self._concept_rewards: dict[int, float] = {}
         self._record_seconds = cfg.record_seconds if cfg.record_seconds is not None else not cfg.frozen
-        self._world: World = self._make_world()
 
     def _make_world(self) -> World:
         if self.config.frozen:

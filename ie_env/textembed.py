@@ -241,4 +241,5 @@ def cached_embeddings(
     result = np.concatenate(chunks) if chunks else np.zeros((0, EMBED_DIM), dtype=np.float32)
     cache.write(result, extra={"name": name, "model": model_id(), "count": len(texts)})
     shutil.rmtree(parts_dir, ignore_errors=True)
-    return cache.load(verify=False)
+    # What a later load returns: the float16 round trip, without reading the file back.
+    return result.astype(np.float16).astype(np.float32)

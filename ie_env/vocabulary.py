@@ -40,6 +40,7 @@ DEFAULT_WORDNET_DIR = Path("/usr/share/wordnet")
 FULL_VOCABULARY_SIZE = 146_347
 SMALL_SUBSET_SIZE = 5_000
 SUBSET_NAMES = ("full", "small")
+FULL_CACHE_NAME = "vocab-full"
 # Lexicographer files of concrete things that have pictures (see lexnames(5WN)).
 CONCRETE_LEXFILES = {
     5: "noun.animal",
@@ -374,6 +375,11 @@ class Vocabulary:
         c = self._columns
         return [concept_text(c.lemmas[i], c.hypernyms[i], c.glosses[i]) for i in self.ids]
 
+    def _full_texts(self) -> list[str]:
+        """Concept texts of the whole vocabulary (the full embedding cache's key), whatever the subset."""
+        c = self._columns
+        return [concept_text(*row) for row in zip(c.lemmas, c.hypernyms, c.glosses, strict=True)]
+
     def query_text(self, position: int) -> str:
         """The search query for the concept at a subset position: its lemma."""
         return self._columns.lemmas[int(self.ids[position])]
@@ -387,6 +393,8 @@ class Vocabulary:
 
     def cache_name(self) -> str:
         """The readable prefix of this subset's embedding cache file."""
+        if self.subset == "full":
+            return FULL_CACHE_NAME
         if self.subset in SUBSET_NAMES:
             return f"vocab-{self.subset}"
         return "vocab-custom"
@@ -410,11 +418,7 @@ class Vocabulary:
 
         vectors = None
         if self.subset != "full":
-            full = Vocabulary.__new__(Vocabulary)
-            full.folder, full._columns, full.subset = self.folder, self._columns, "full"
-            full.ids = np.arange(len(self._columns.lemmas), dtype=np.int64)
-            full._embeddings = None
-            full_vectors = textembed.cached_embeddings(full.cache_name(), full.texts, build=False)
+            full_vectors = textembed.cached_embeddings(FULL_CACHE_NAME, self._full_texts(), build=False)
             if full_vectors is not None:
                 vectors = full_vectors[self.ids]
         if vectors is None:
@@ -433,13 +437,7 @@ class Vocabulary:
         if textembed.cache_for(self.cache_name(), self.texts).exists():
             return True
         if self.subset != "full":
-            full_texts = [
-                concept_text(lem, hyp, glo)
-                for lem, hyp, glo in zip(
-                    self._columns.lemmas, self._columns.hypernyms, self._columns.glosses, strict=True
-                )
-            ]
-            return textembed.cache_for("vocab-full", full_texts).exists()
+            return textembed.cache_for(FULL_CACHE_NAME, self._full_texts()).exists()
         return False
 
     def nearest(self, text: str, k: int = 10) -> list[tuple[Concept, float]]:
