@@ -24,7 +24,7 @@ def open_target(config: EnvConfig, progress: bool = True) -> TargetSet:
 def learn_config(config: EnvConfig) -> LearnConfig:
     """The learner configuration implied by the env configuration."""
     fields = {"encoder": config.encoder, "image_size": config.image_size, "reward": config.reward}
-    if config.encoder == "efficientnet_lite0" or config.frozen_encoder == "pretrained":
+    if config.encoder == "efficientnet_lite0" or (config.frozen and config.frozen_encoder == "pretrained"):
         fields.update(encoder="efficientnet_lite0", pretrained=True)
     fields.update(config.learn_overrides)
     return LearnConfig(**fields)
