@@ -32,7 +32,7 @@ BATCH = 64
 
 def _table(quick: bool):
     """(captions, embeddings or None, query texts) from the vocabulary, using cached embeddings when present."""
-    from ie_env.vocabulary import Vocabulary
+    from ie_env.concepts.vocabulary import Vocabulary
 
     vocab = Vocabulary("full")
     texts = vocab.texts
@@ -60,8 +60,8 @@ def run(quick: bool = False, threads: int = 1, repeats: int | None = None) -> di
     """Build the index, time distinct queries, and return the JSON-ready numbers."""
     import torch
 
+    from ie_env.concepts.textembed import embed_texts
     from ie_env.search.caption_index import CaptionIndexEngine, CaptionRow
-    from ie_env.textembed import embed_texts
 
     torch.set_num_threads(threads)
     repeats = repeats or 3

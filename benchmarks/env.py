@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from ie_env.vocabulary import Vocabulary
+    from ie_env.concepts.vocabulary import Vocabulary
 
     vocabulary = "full"
     if args.quick and not Vocabulary("full").embeddings_cached():

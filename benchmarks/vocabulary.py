@@ -28,7 +28,7 @@ import numpy as np
 
 
 def measure_embedding(texts: list[str], repeats: int, threads: int | None) -> list[float]:
-    from ie_env import textembed
+    from ie_env.concepts import textembed
 
     textembed.embed_texts(texts[:32], threads=threads)  # load the model and warm up
     rates = []
@@ -40,7 +40,7 @@ def measure_embedding(texts: list[str], repeats: int, threads: int | None) -> li
 
 
 def measure_load(subset: str, repeats: int) -> list[float]:
-    from ie_env.vocabulary import Vocabulary
+    from ie_env.concepts.vocabulary import Vocabulary
 
     seconds = []
     for _ in range(repeats):
@@ -54,7 +54,7 @@ def measure_load(subset: str, repeats: int) -> list[float]:
 
 def measure_cold_load(subset: str) -> float:
     code = (
-        "import time; t = time.perf_counter(); from ie_env.vocabulary import Vocabulary; "
+        "import time; t = time.perf_counter(); from ie_env.concepts.vocabulary import Vocabulary; "
         f"v = Vocabulary({subset!r}); e = v.embeddings(build=False); assert e is not None; "
         "print(time.perf_counter() - t)"
     )
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("IE_ENV_THREADS", "1")))
     args = parser.parse_args(argv)
 
-    from ie_env.vocabulary import Vocabulary
+    from ie_env.concepts.vocabulary import Vocabulary
 
     full = Vocabulary("full")
     rng = np.random.default_rng(0)

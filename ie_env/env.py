@@ -9,10 +9,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from ie_env.concepts.vocabulary import Vocabulary
 from ie_env.config import EnvConfig
 from ie_env.observation import QueryStatistics, concept_clusters
-from ie_env.vocabulary import Vocabulary
-from ie_env.world import QueryOutcome, World
+from ie_env.worlds.base import QueryOutcome, World
 
 
 class InternetExplorerEnv(gym.Env):

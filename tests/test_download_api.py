@@ -18,10 +18,16 @@ from hostile_server import HostileServer, encode, fake_resolver, loopback_guard,
 from PIL import Image
 
 from ie_env.download import DownloadConfig, Downloader
-from ie_env.imagedecode import DecodeSpec, decode_image, hamming, phash
-from ie_env.netguard import AddressPolicy, BlockedAddressError, GuardedBackend, blocked_reason, parse_url
-from ie_env.politeness import rules_from_response, x_robots_opt_out
-from ie_env.store import ImageStore
+from ie_env.download.decode import DecodeSpec, decode_image, hamming, phash
+from ie_env.download.netguard import (
+    AddressPolicy,
+    BlockedAddressError,
+    GuardedBackend,
+    blocked_reason,
+    parse_url,
+)
+from ie_env.download.politeness import rules_from_response, x_robots_opt_out
+from ie_env.download.store import ImageStore
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from experiments.explore import main
+from ie_env.experiments.explore import main
 
 WORDS = "words:circle,square,triangle,star,box,ring,red,blue,dog,car"
 

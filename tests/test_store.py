@@ -10,8 +10,8 @@ import pytest
 from hostile_server import encode, pattern_image
 
 from ie_env.download import Download
-from ie_env.imagedecode import DecodeSpec, decode_image
-from ie_env.store import ImageStore
+from ie_env.download.decode import DecodeSpec, decode_image
+from ie_env.download.store import ImageStore
 
 
 def make_download(seed: int, url: str | None = None, status: str = "ok") -> Download:

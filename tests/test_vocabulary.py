@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ie_env.errors import SetupError
-from ie_env.vocabulary import (
+from ie_env.concepts.vocabulary import (
     DEFAULT_WORDNET_DIR,
     FULL_VOCABULARY_SIZE,
     SMALL_SUBSET_SIZE,
@@ -17,6 +16,7 @@ from ie_env.vocabulary import (
     parse_data_noun,
     split_gloss,
 )
+from ie_env.errors import SetupError
 
 FIXTURE_DIR = Path(__file__).parent / "data"
 HAVE_WORDNET = (DEFAULT_WORDNET_DIR / "data.noun").is_file()
@@ -129,7 +129,7 @@ def test_missing_wordnet_is_a_setup_error(tmp_path, monkeypatch):
 
 
 def test_cli_reports_missing_wordnet_without_traceback(tmp_path, monkeypatch, capsys):
-    from ie_env.vocabulary_cli import main
+    from ie_env.concepts.cli import main
 
     monkeypatch.setenv("IE_ENV_WORDNET_DIR", str(tmp_path / "nowhere"))
     assert main(["info"]) == 2

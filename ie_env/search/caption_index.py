@@ -144,7 +144,7 @@ def read_table(path: str | Path) -> tuple[list[CaptionRow], int]:
 
 
 def _default_embed(texts: Sequence[str]) -> np.ndarray:
-    from ie_env.textembed import embed_texts
+    from ie_env.concepts.textembed import embed_texts
 
     return embed_texts(texts, batch_size=64)
 
@@ -180,7 +180,7 @@ class CaptionIndexEngine:
         if embeddings is None:
             captions = [row.caption for row in self.rows]
             if embed_fn is None:
-                from ie_env.textembed import cached_embeddings
+                from ie_env.concepts.textembed import cached_embeddings
 
                 embeddings = cached_embeddings(cache_name, captions, show_progress=show_progress)
             else:

@@ -6,7 +6,7 @@ hash of (query, image id), so two queries that mean the same class reach differe
 engine. Every valid query returns results (top-k of everything not excluded), best first.
 
 Captions are embedded once per *distinct* caption (the 60,000 shop photos share a few dozen captions) with
-``ie_env.textembed.cached_embeddings``. Query embeddings are kept in an in-memory LRU cache, and
+``ie_env.concepts.textembed.cached_embeddings``. Query embeddings are kept in an in-memory LRU cache, and
 :class:`BatchingEmbedder` groups concurrent queries into one model call.
 """
 
@@ -25,7 +25,7 @@ from queue import Empty, SimpleQueue
 
 import numpy as np
 
-from ie_env.textembed import EMBED_DIM, cached_embeddings, embed_texts
+from ie_env.concepts.textembed import EMBED_DIM, cached_embeddings, embed_texts
 from ie_env.web.corpus import Corpus
 
 MAX_QUERY_CHARS = 1000
@@ -144,7 +144,7 @@ def _direct_embedder() -> Callable[[Sequence[str]], np.ndarray]:
 
         import torch
 
-        from ie_env.textembed import load_text_model
+        from ie_env.concepts.textembed import load_text_model
 
         model = load_text_model()
         tokenizer, bert = model.tokenizer, model[0].auto_model

@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from ie_env.concepts.textembed import cached_embeddings, texts_key
+from ie_env.concepts.vocabulary import Vocabulary
 from ie_env.config import EnvConfig
 from ie_env.learn.reward import concept_score
 from ie_env.paths import atomic_path, cache_subdir
-from ie_env.textembed import cached_embeddings, texts_key
-from ie_env.vocabulary import Vocabulary
 from ie_env.web.index import CaptionIndex, InvalidQuery, normalize_query, validate_query
-from ie_env.world import QueryOutcome
+from ie_env.worlds.base import QueryOutcome
 from ie_env.worlds.common import encoder_fingerprint, evaluate_learner, make_learner, open_target
 
 RANK_CHUNK = 2048

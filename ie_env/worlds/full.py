@@ -5,7 +5,7 @@ corpus (target images excluded), started on a free 127.0.0.1 port in this proces
 ``close()``; ``web_url`` points at an already running ``ie-web serve`` instead. Live engines
 (``openverse``, ``wikimedia``, ``flickr``) use the same client code when the machine has internet.
 
-Downloaded images go into an :class:`~ie_env.store.ImageStore` (one per episode, under ``run_dir``)
+Downloaded images go into an :class:`~ie_env.download.store.ImageStore` (one per episode, under ``run_dir``)
 which deduplicates them against everything the episode already has.
 """
 
@@ -19,14 +19,14 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from ie_env.concepts.vocabulary import Vocabulary
 from ie_env.config import EnvConfig
 from ie_env.download import DownloadConfig, Downloader
+from ie_env.download.store import ImageStore
 from ie_env.learn.trainer import NonFiniteLossError
 from ie_env.paths import cache_subdir
 from ie_env.search import make_engine
-from ie_env.store import ImageStore
-from ie_env.vocabulary import Vocabulary
-from ie_env.world import QueryOutcome
+from ie_env.worlds.base import QueryOutcome
 from ie_env.worlds.common import evaluate_learner, make_learner, open_target
 
 

@@ -10,17 +10,17 @@ How one URL is handled (every hop of a redirect chain repeats steps 1-3):
 
 1. the URL is checked (http/https, length, UTF-8, no credentials) and its host resolved; loopback,
    private, link-local and metadata addresses are refused unless the host is on
-   ``allowed_hosts`` (:mod:`ie_env.netguard`), before any connection is made;
-2. robots.txt of the origin is fetched once and honoured (:mod:`ie_env.politeness`);
+   ``allowed_hosts`` (:mod:`ie_env.download.netguard`), before any connection is made;
+2. robots.txt of the origin is fetched once and honoured (:mod:`ie_env.download.politeness`);
 3. one GET with an identifying User-Agent, under a global and a per-host concurrency cap, with
    connect/read/total timeouts; ``X-Robots-Tag: noai`` and friends opt an image out; the body is
    capped at ``max_bytes`` (Content-Length and the bytes actually streamed); 429 and 5xx are
    retried with backoff, honouring ``Retry-After`` for the whole host;
 4. exact duplicates (sha256 of the bytes) are dropped before decoding;
-5. decode + resize + perceptual hash run in worker processes (:mod:`ie_env.decodepool`), in
+5. decode + resize + perceptual hash run in worker processes (:mod:`ie_env.download.decodepool`), in
    adaptive batches, with a byte budget so memory stays bounded however fast the network is;
 6. near-duplicates (Hamming distance of the 64-bit phash) are dropped, in input order, within the
-   batch and against an optional ``known`` index (the :class:`~ie_env.store.ImageStore`).
+   batch and against an optional ``known`` index (the :class:`~ie_env.download.store.ImageStore`).
 
 Every outcome is a :class:`Download` value whose ``status`` is one of :data:`STATUSES`.
 """
@@ -43,9 +43,9 @@ from typing import Any, Protocol, TypeVar
 import httpx
 import numpy as np
 
-from ie_env.decodepool import DecodePool
-from ie_env.imagedecode import DEFAULT_FORMATS, RESIZE_MODES, Decoded, DecodeSpec, decode_batch, hamming
-from ie_env.netguard import (
+from ie_env.download.decode import DEFAULT_FORMATS, RESIZE_MODES, Decoded, DecodeSpec, decode_batch, hamming
+from ie_env.download.decodepool import DecodePool
+from ie_env.download.netguard import (
     AddressPolicy,
     BlockedAddressError,
     GuardedTransport,
@@ -53,7 +53,7 @@ from ie_env.netguard import (
     Resolver,
     parse_url,
 )
-from ie_env.politeness import (
+from ie_env.download.politeness import (
     DEFAULT_USER_AGENT,
     OPT_OUT_DIRECTIVES,
     ROBOTS_MAX_BYTES,
@@ -201,7 +201,7 @@ class DownloadConfig:
         if not self.user_agent.strip() or not self.robots_token.strip():
             raise ValueError(f"user_agent and robots_token must be non-empty, got {self.user_agent!r}")
         self.decode_spec()  # validates image_size, formats, ...
-        from ie_env.netguard import normalise_allowed
+        from ie_env.download.netguard import normalise_allowed
 
         normalise_allowed(self.allowed_hosts)
 

@@ -26,7 +26,7 @@ def _threads(value: int | None) -> int | None:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from ie_env.vocabulary import SUBSET_NAMES, Vocabulary, wordnet_dir
+    from ie_env.concepts.vocabulary import SUBSET_NAMES, Vocabulary, wordnet_dir
 
     started = time.perf_counter()
     full = Vocabulary("full")
@@ -47,7 +47,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from ie_env.vocabulary import Vocabulary
+    from ie_env.concepts.vocabulary import Vocabulary
 
     vocab = Vocabulary(args.subset)
     started = time.perf_counter()
@@ -58,7 +58,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_nearest(args: argparse.Namespace) -> int:
-    from ie_env.vocabulary import Vocabulary
+    from ie_env.concepts.vocabulary import Vocabulary
 
     vocab = Vocabulary(args.subset)
     if not vocab.embeddings_cached():

@@ -414,7 +414,7 @@ class Vocabulary:
         """
         if self._embeddings is not None:
             return self._embeddings
-        from ie_env import textembed
+        from ie_env.concepts import textembed
 
         vectors = None
         if self.subset != "full":
@@ -430,7 +430,7 @@ class Vocabulary:
 
     def embeddings_cached(self) -> bool:
         """Whether this subset's embeddings (or the full vocabulary's) are in the cache."""
-        from ie_env import textembed
+        from ie_env.concepts import textembed
 
         if self._embeddings is not None:
             return True
@@ -446,7 +446,7 @@ class Vocabulary:
             raise ValueError("nearest() needs a non-empty text")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        from ie_env import textembed
+        from ie_env.concepts import textembed
 
         vectors = self.embeddings()
         query = textembed.embed_texts([text])[0]

@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ie_env.imagedecode import Decoded, DecodeSpec, decode_batch
+from ie_env.download.decode import Decoded, DecodeSpec, decode_batch
 
 _HEADER = struct.Struct("<Q")
 

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ie_env.download import Download
-from ie_env.imagedecode import hamming
+from ie_env.download.client import Download
+from ie_env.download.decode import hamming
 
 IMAGE_FORMATS = {"png": "PNG", "jpg": "JPEG"}
 # Outcomes that will not change on a retry: such URLs are remembered and not fetched again.
