@@ -7,11 +7,18 @@ repeated with distinct query strings. Both tools resize to the same ``--image-si
 (start-up included), alternating, ``--repeats`` times. Reported: median images/s of each (successful
 images / wall seconds), their ratio, and the peak RSS of ours (the process plus its decode workers).
 
+``hostile_peak_rss_mb`` is the peak RSS of our downloader process and its decode workers while it
+fetches ``--hostile-n`` (2,000) URLs from a misbehaving server on loopback (``tests/hostile_server.py``),
+5 % of them hostile: 16-bit, 1-bit and palette PNGs just under the pixel cap, gzip and deflate bombs,
+stacked and unasked-for encodings, a decompression-bomb header, an endless body, a truncated PNG;
+every URL must get a status. Target: under 500 MB. It needs neither nginx nor the corpus.
+
     python benchmarks/download.py --quick --json out.json      # 500 URLs x 2; RSS run at 3,000
     python benchmarks/download.py --json out.json              # 3,000 URLs x 3; RSS run at 20,000
 
 The comparison list is smaller than the RSS run because img2dataset is slow on this corpus (its
-full-size alpha blend of RGBA PNGs); ``--n`` sets it.
+full-size alpha blend of RGBA PNGs); ``--n`` sets it. Without nginx or the corpus the comparison is
+skipped (``comparison_error`` says why) and only the hostile run is made.
 """
 
 from __future__ import annotations
@@ -26,7 +33,6 @@ import random
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +40,9 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import finish, median, parser  # noqa: E402
 
 CORPUS = Path("/usr/share/openclipart/png")
 NGINX = "/usr/sbin/nginx"
@@ -57,6 +66,7 @@ def corpus_files(root: Path = CORPUS) -> list[str]:
 
 
 def free_port() -> int:
+    """Return a free TCP port on 127.0.0.1."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -119,6 +129,7 @@ http {{
 
 
 def make_urls(files: list[str], port: int, n: int, seed: int = 0) -> list[str]:
+    """Return ``n`` shuffled URLs of ``files`` on ``port``, repeats made distinct by a query string."""
     urls = []
     for k in range(n):
         path = files[k % len(files)]
@@ -132,10 +143,28 @@ def make_urls(files: list[str], port: int, n: int, seed: int = 0) -> list[str]:
 # measuring a subprocess
 
 
+def _tree_rss_bytes(pid: int) -> int:
+    """RSS of ``pid`` and all its descendants, from /proc (0 for processes that are gone)."""
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = Path(entry.path, "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, frontier = {pid}, {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - tree
+        tree |= frontier
+    total = 0
+    page = os.sysconf("SC_PAGE_SIZE")
+    for member in tree:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(Path(f"/proc/{member}/statm").read_text().split()[1]) * page
+    return total
+
+
 def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """Run ``cmd``; return (wall seconds, peak RSS MB of it and all descendants, stdout)."""
-    import psutil
-
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     peak = 0.0
@@ -147,16 +176,8 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[flo
     ]
     for t in readers:
         t.start()
-    ps = psutil.Process(proc.pid)
     while proc.poll() is None:
-        try:
-            total = ps.memory_info().rss
-            for child in ps.children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    total += child.memory_info().rss
-            peak = max(peak, total / 2**20)
-        except psutil.Error:
-            pass
+        peak = max(peak, _tree_rss_bytes(proc.pid) / 2**20)
         time.sleep(0.05)
     wall = time.perf_counter() - started
     for t in readers:
@@ -166,20 +187,36 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[flo
     return wall, peak, "".join(out)
 
 
-def run_ours(url_file: Path, out_dir: Path, args: argparse.Namespace) -> dict[str, float]:
+def run_ours(
+    url_file: Path,
+    out_dir: Path,
+    args: argparse.Namespace,
+    allowed_host: str = "127.0.0.1",
+    dedup: bool = False,
+) -> dict[str, float]:
+    """Run our downloader on ``url_file`` in a subprocess; its counts, wall time and peak RSS."""
     cmd = [
         sys.executable, __file__, "--worker", "--urls", str(url_file), "--out", str(out_dir),
         "--image-size", str(args.image_size), "--per-host", str(args.per_host),
-        "--chunk", str(args.chunk),
+        "--chunk", str(args.chunk), "--allowed-host", allowed_host,
     ]  # fmt: skip
+    if dedup:
+        cmd.append("--dedup")
     if args.processes is not None:
         cmd += ["--processes", str(args.processes)]
     wall, peak, stdout = run_measured(cmd)
     result = json.loads(stdout.strip().splitlines()[-1])
-    return {"ok": result["ok"], "wall_s": wall, "peak_rss_mb": peak, "images_per_s": result["ok"] / wall}
+    return {
+        "ok": result["ok"],
+        "counts": result["counts"],
+        "wall_s": wall,
+        "peak_rss_mb": peak,
+        "images_per_s": result["ok"] / wall,
+    }
 
 
 def run_img2dataset(url_file: Path, out_dir: Path, n: int, args: argparse.Namespace) -> dict[str, float]:
+    """Run img2dataset on ``url_file``; its successes, wall time and peak RSS."""
     exe = shutil.which("img2dataset", path=str(Path(sys.executable).parent)) or shutil.which("img2dataset")
     if exe is None:
         raise FileNotFoundError("img2dataset")
@@ -214,8 +251,8 @@ async def _worker_async(urls: list[str], out_dir: Path, args: argparse.Namespace
         per_host=args.per_host,
         concurrency=max(args.per_host, 32),
         processes=args.processes,
-        allowed_hosts=("127.0.0.1",),
-        dedup=False,  # the URL list repeats files on purpose: decode every one, as img2dataset does
+        allowed_hosts=(args.allowed_host,),
+        dedup=args.dedup,  # off by default: the URL list repeats files on purpose, as img2dataset sees them
     )
     counts: dict[str, int] = {}
     loop = asyncio.get_running_loop()
@@ -240,6 +277,7 @@ async def _worker_async(urls: list[str], out_dir: Path, args: argparse.Namespace
 
 
 def worker_main(args: argparse.Namespace) -> None:
+    """Our side, in its own process: fetch the URL file and print the counts as JSON."""
     urls = Path(args.urls).read_text().split()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -250,91 +288,110 @@ def worker_main(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> dict[str, object]:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="500 URLs compared, 2 repeats; RSS at 3,000")
-    parser.add_argument("--json", type=Path, help="write results here")
-    parser.add_argument("--n", type=int, help="URLs in the comparison (default 3,000; 500 with --quick)")
-    parser.add_argument(
-        "--rss-n", type=int, help="URLs in our peak-RSS run (default 20,000; 3,000 with --quick)"
-    )
-    parser.add_argument("--repeats", type=int, help="runs of each tool (default 3; 2 with --quick)")
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--processes", type=int, default=None, help="our decode processes (default: auto)")
-    parser.add_argument("--per-host", type=int, default=8, help="our concurrent requests to the host")
-    parser.add_argument("--chunk", type=int, default=1000, help="URLs per fetch call on our side")
-    parser.add_argument("--i2d-processes", type=int, default=2)
-    parser.add_argument("--i2d-threads", type=int, default=64)
-    parser.add_argument("--skip-img2dataset", action="store_true")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--urls", help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        worker_main(args)
-        return {}
-    n = args.n or (500 if args.quick else 3000)
-    rss_n = args.rss_n or (3000 if args.quick else 20000)
-    repeats = args.repeats or (2 if args.quick else 3)
-    if not CORPUS.is_dir():
-        raise SystemExit(f"{CORPUS} is missing: run `make setup` (Debian openclipart-png)")
+# the hostile run
+
+
+HOSTILE_PATHS = (
+    "/file/grey16.png",
+    "/file/bilevel.png",
+    "/file/palette.png",
+    "/gzip-bomb",
+    "/deflate-bomb",
+    "/gzip-gzip",
+    "/gzip-gzip-lines",
+    "/encoding/br",
+    "/bigger-decoded",
+    "/bomb.png",
+    "/huge",
+    "/truncated.png",
+)
+
+
+def hostile_run(args: argparse.Namespace, work: Path) -> dict[str, object]:
+    """Fetch ``args.hostile_n`` URLs (5 % hostile) from the hostile server; peak RSS of our process tree."""
+    sys.path.insert(0, str(REPO / "tests"))
+    import hostile_server as hs
+
+    from ie_env.download import DownloadConfig
+
+    side = hs.near_cap_side(DownloadConfig().max_pixels)
+    images = {
+        "grey16.png": hs.png_16bit_grey(side, side),
+        "bilevel.png": hs.png_1bit(side, side),
+        "palette.png": hs.png_palette(side, side),
+    }
+    hs.gzip_bomb(), hs.deflate_bomb(), hs.stacked_gzip_bomb()  # made once, before the clock starts
+    n = args.hostile_n
+    n_hostile = n // 20
+    urls = [f"/img/{i}.png" for i in range(n - n_hostile)]
+    urls += [f"{HOSTILE_PATHS[k % len(HOSTILE_PATHS)]}?k={k}" for k in range(n_hostile)]
+    random.Random(2).shuffle(urls)
+    with hs.HostileServer() as server:
+        for name, body in images.items():
+            server.state.files[name] = (body, "image/png", {})
+        url_file = work / "urls-hostile.txt"
+        url_file.write_text("\n".join(server.url(u) for u in urls) + "\n")
+        run = run_ours(url_file, work / "ours-hostile", args, allowed_host=server.hostport)
+    shutil.rmtree(work / "ours-hostile", ignore_errors=True)
+    counts = run["counts"]
+    assert isinstance(counts, dict)
+    given = sum(counts.values())
+    print(f"  hostile, {n} URLs ({n_hostile} hostile): peak RSS {run['peak_rss_mb']:.0f} MB  {counts}")
+    return {
+        "hostile_peak_rss_mb": run["peak_rss_mb"],
+        "hostile_n_urls": n,
+        "hostile_n_hostile": n_hostile,
+        "hostile_every_url_has_status": given == n,
+        "hostile_counts": counts,
+        "hostile_wall_s": run["wall_s"],
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# the comparison
+
+
+def compare(args: argparse.Namespace, work: Path, n: int, rss_n: int, repeats: int) -> dict[str, object]:
+    """Ours vs img2dataset on the clip-art corpus served by nginx, then our peak RSS at ``rss_n`` URLs."""
     files = corpus_files()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup (nginx, temp dirs)
     ours_runs: list[dict[str, float]] = []
     i2d_runs: list[dict[str, float]] = []
     i2d_error: str | None = None
-    work = Path(tempfile.mkdtemp(prefix="ie-bench-download-"))
-    try:
-        with nginx_server(CORPUS) as port:
-            url_file = work / "urls.txt"
-            url_file.write_text("\n".join(make_urls(files, port, n)) + "\n")
-            print(
-                f"{len(files)} unique files, {n} URLs, nginx on 127.0.0.1:{port}, {repeats} repeats",
-                flush=True,
-            )
-            for r in range(repeats):
-                order = ["ours", "img2dataset"] if r % 2 == 0 else ["img2dataset", "ours"]
-                for tool in order:
-                    out_dir = work / f"{tool}-{r}"
-                    if tool == "ours":
-                        result = run_ours(url_file, out_dir, args)
-                        ours_runs.append(result)
-                    elif args.skip_img2dataset or i2d_error:
+    with nginx_server(CORPUS) as port:
+        url_file = work / "urls.txt"
+        url_file.write_text("\n".join(make_urls(files, port, n)) + "\n")
+        print(
+            f"{len(files)} unique files, {n} URLs, nginx on 127.0.0.1:{port}, {repeats} repeats", flush=True
+        )
+        for r in range(repeats):
+            for tool in ["ours", "img2dataset"] if r % 2 == 0 else ["img2dataset", "ours"]:
+                out_dir = work / f"{tool}-{r}"
+                if tool == "ours":
+                    result = run_ours(url_file, out_dir, args)
+                    ours_runs.append(result)
+                elif args.skip_img2dataset or i2d_error:
+                    continue
+                else:
+                    try:
+                        result = run_img2dataset(url_file, out_dir, n, args)
+                    except (FileNotFoundError, RuntimeError) as exc:
+                        i2d_error = f"img2dataset unavailable: {exc}"[:500]
+                        print(i2d_error)
                         continue
-                    else:
-                        try:
-                            result = run_img2dataset(url_file, out_dir, n, args)
-                        except (FileNotFoundError, RuntimeError) as exc:
-                            i2d_error = f"img2dataset unavailable: {exc}"[:500]
-                            print(i2d_error)
-                            continue
-                        i2d_runs.append(result)
-                    shutil.rmtree(out_dir, ignore_errors=True)
-                    print(
-                        f"  run {r} {tool:<12} ok {result['ok']:>6}  {result['wall_s']:7.1f} s"
-                        f"  {result['images_per_s']:7.1f} img/s  peak RSS {result['peak_rss_mb']:6.0f} MB",
-                        flush=True,
-                    )
-            rss_file = work / "urls-rss.txt"
-            rss_file.write_text("\n".join(make_urls(files, port, rss_n, seed=1)) + "\n")
-            rss_run = run_ours(rss_file, work / "ours-rss", args)
-            shutil.rmtree(work / "ours-rss", ignore_errors=True)
-            print(
-                f"  ours, {rss_n} URLs: ok {rss_run['ok']}  {rss_run['images_per_s']:.1f} img/s"
-                f"  peak RSS {rss_run['peak_rss_mb']:.0f} MB",
-                flush=True,
-            )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-    def median(runs: list[dict[str, float]], key: str) -> float | None:
-        return statistics.median(r[key] for r in runs) if runs else None
-
-    ours = median(ours_runs, "images_per_s")
-    theirs = median(i2d_runs, "images_per_s")
-    result: dict[str, object] = {
+                    i2d_runs.append(result)
+                shutil.rmtree(out_dir, ignore_errors=True)
+                print(
+                    f"  run {r} {tool:<12} ok {result['ok']:>6}  {result['wall_s']:7.1f} s"
+                    f"  {result['images_per_s']:7.1f} img/s  peak RSS {result['peak_rss_mb']:6.0f} MB",
+                    flush=True,
+                )
+        rss_file = work / "urls-rss.txt"
+        rss_file.write_text("\n".join(make_urls(files, port, rss_n, seed=1)) + "\n")
+        rss_run = run_ours(rss_file, work / "ours-rss", args)
+        shutil.rmtree(work / "ours-rss", ignore_errors=True)
+    ours = median(r["images_per_s"] for r in ours_runs) if ours_runs else None
+    theirs = median(r["images_per_s"] for r in i2d_runs) if i2d_runs else None
+    return {
         "ours_images_per_s": ours,
         "img2dataset_images_per_s": theirs,
         "ratio": (ours / theirs) if ours and theirs else None,
@@ -343,9 +400,6 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "ours_large_run": rss_run,
         "n_urls": n,
         "unique_files": len(files),
-        "repeats": repeats,
-        "image_size": args.image_size,
-        "resize_mode": "center_crop",
         "ours_runs": ours_runs,
         "img2dataset_runs": i2d_runs,
         "img2dataset_peak_rss_mb": max((r["peak_rss_mb"] for r in i2d_runs), default=None),
@@ -354,22 +408,60 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "thread_count": args.i2d_threads,
             "number_sample_per_shard": max(100, min(1000, n // 8)),
         },
-        "ours_settings": {"processes": args.processes, "per_host": args.per_host, "chunk": args.chunk},
-        "cpu_count": os.cpu_count(),
         "img2dataset_error": i2d_error,
     }
-    print()
-    print(f"{'':<22}{'images/s (median)':>18}")
-    print(f"{'ours':<22}{ours or float('nan'):>18.1f}")
-    print(f"{'img2dataset':<22}{theirs or float('nan'):>18.1f}")
-    ratio = result["ratio"]
-    print(f"{'ratio':<22}{ratio if isinstance(ratio, float) else float('nan'):>18.2f}")
-    print(f"{f'peak RSS ours, {rss_n} URLs (MB)':<22}{result['peak_rss_mb'] or float('nan'):>10.0f}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = parser(__doc__, quick_help="500 URLs compared, 2 repeats; RSS at 3,000")
+    p.add_argument("--n", type=int, help="URLs in the comparison (default 3,000; 500 with --quick)")
+    p.add_argument("--rss-n", type=int, help="URLs in our peak-RSS run (default 20,000; 3,000 with --quick)")
+    p.add_argument("--hostile-n", type=int, default=2000, help="URLs in the hostile run (5 %% hostile)")
+    p.add_argument("--repeats", type=int, help="runs of each tool (default 3; 2 with --quick)")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--processes", type=int, default=None, help="our decode processes (default: auto)")
+    p.add_argument("--per-host", type=int, default=8, help="our concurrent requests to the host")
+    p.add_argument("--chunk", type=int, default=1000, help="URLs per fetch call on our side")
+    p.add_argument("--i2d-processes", type=int, default=2)
+    p.add_argument("--i2d-threads", type=int, default=64)
+    p.add_argument("--skip-img2dataset", action="store_true")
+    for hidden in ("--urls", "--out", "--allowed-host"):
+        p.add_argument(hidden, help=argparse.SUPPRESS)
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--dedup", action="store_true", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the comparison (when nginx and the corpus are there) and the hostile run; print and save."""
+    args = _parse(argv)
+    if args.worker:
+        worker_main(args)
+        return 0
+    n = args.n or (500 if args.quick else 3000)
+    rss_n = args.rss_n or (3000 if args.quick else 20000)
+    repeats = args.repeats or (2 if args.quick else 3)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup (nginx, temp dirs)
+    result: dict[str, object] = {}
+    work = Path(tempfile.mkdtemp(prefix="ie-bench-download-"))
+    try:
+        if not CORPUS.is_dir() or not os.path.exists(NGINX):
+            result["comparison_error"] = f"needs {CORPUS} and {NGINX} (`make setup`)"
+            print(result["comparison_error"])
+        else:
+            result.update(compare(args, work, n, rss_n, repeats))
+        result.update(hostile_run(args, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result.update(
+        repeats=repeats,
+        image_size=args.image_size,
+        resize_mode="center_crop",
+        ours_settings={"processes": args.processes, "per_host": args.per_host, "chunk": args.chunk},
+        cpu_count=os.cpu_count(),
+    )
+    return finish(result, args.json)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,7 +1,8 @@
 """A misbehaving image server on 127.0.0.1 for the downloader tests, plus a loopback-only guard.
 
 ``HostileServer`` is a real threaded HTTP/1.1 server. Each path shows one kind of bad behaviour
-(see ``Handler.route``); every request is logged with its path and User-Agent, and the server counts
+(see ``Handler.route``), and ``/file/<name>`` serves what a test put in ``state.files`` (the
+near-the-pixel-cap images made by the generators below); every request is logged with its path and User-Agent, and the server counts
 bytes sent and the most requests it saw in flight at once.
 
 ``loopback_guard`` patches ``socket.socket.connect``/``connect_ex`` for the whole process: every
@@ -12,9 +13,11 @@ and is recorded in ``violations``). SSRF tests assert that a refused URL caused 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import io
 import ipaddress
+import math
 import socket
 import struct
 import threading
@@ -61,6 +64,75 @@ def png_header_only(width: int, height: int) -> bytes:
     )
 
 
+def _zeros_compressed(n: int, wbits: int) -> bytes:
+    """``n`` zero bytes compressed (streamed, so the zeros never exist all at once)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    block = b"\0" * (1 << 20)
+    parts = [packer.compress(block[: min(len(block), n - done)]) for done in range(0, n, len(block))]
+    return b"".join(parts) + packer.flush()
+
+
+@functools.cache
+def gzip_bomb(n: int = 50 * 1024 * 1024) -> bytes:
+    """A gzip body that decodes to ``n`` zero bytes."""
+    return _zeros_compressed(n, 16 + zlib.MAX_WBITS)
+
+
+@functools.cache
+def deflate_bomb(n: int = 50 * 1024 * 1024) -> bytes:
+    """A zlib-wrapped deflate body (HTTP ``deflate``) that decodes to ``n`` zero bytes."""
+    return _zeros_compressed(n, zlib.MAX_WBITS)
+
+
+@functools.cache
+def stacked_gzip_bomb(n: int = 64 * 1024 * 1024) -> bytes:
+    """``gzip(gzip(zeros))``: a few KB on the wire for ``Content-Encoding: gzip, gzip``."""
+    return gzip.compress(gzip_bomb(n), compresslevel=9)
+
+
+def near_cap_side(max_pixels: int) -> int:
+    """The side of the largest square image within ``max_pixels``."""
+    return math.isqrt(max_pixels)
+
+
+def gradient(width: int, height: int, peak: int, dtype: type) -> np.ndarray:
+    """A diagonal gradient from 0 to ``peak`` (compresses well, is not constant)."""
+    row = np.linspace(0, peak, width, dtype=np.float64).astype(dtype)
+    return np.broadcast_to(row, (height, width)).copy()
+
+
+def png_16bit_grey(width: int, height: int) -> bytes:
+    """A 16-bit greyscale PNG (Pillow opens it as ``I;16``)."""
+    return encode(Image.fromarray(gradient(width, height, 60000, np.uint16)), "PNG", compress_level=1)
+
+
+def tiff_16bit_grey(width: int, height: int) -> bytes:
+    """A 16-bit greyscale TIFF (deflate-compressed)."""
+    image = Image.fromarray(gradient(width, height, 60000, np.uint16))
+    return encode(image, "TIFF", compression="tiff_adobe_deflate")
+
+
+def png_1bit(width: int, height: int) -> bytes:
+    """A 1-bit PNG of stripes."""
+    return encode(Image.fromarray(gradient(width, height, 1, np.uint8) > 0), "PNG", compress_level=1)
+
+
+def png_palette(width: int, height: int, transparent: bool = True) -> bytes:
+    """A palette PNG (256 colours), with one transparent entry when ``transparent``."""
+    image = Image.fromarray(gradient(width, height, 255, np.uint8), "L").convert("P")
+    image.putpalette(bytes(range(256)) * 3)
+    params: dict[str, object] = {"transparency": 0} if transparent else {}
+    return encode(image, "PNG", compress_level=1, **params)
+
+
+def png_thin_rgba(long_side: int, short_side: int = 200) -> bytes:
+    """A tall, narrow RGBA PNG: too narrow to box-reduce, the decoder's worst case."""
+    arr = np.zeros((long_side, short_side, 4), dtype=np.uint8)
+    arr[:, :, 0] = 200
+    arr[:, :, 3] = gradient(short_side, long_side, 255, np.uint8)
+    return encode(Image.fromarray(arr, "RGBA"), "PNG", compress_level=1)
+
+
 def rgba_half_transparent() -> bytes:
     """64x64 RGBA: left half fully transparent (black), right half opaque red."""
     arr = np.zeros((64, 64, 4), dtype=np.uint8)
@@ -81,6 +153,7 @@ class ServerState:
     hits: Counter[str] = field(default_factory=Counter)
     robots: str = "User-agent: *\nDisallow: /private/\n"
     delay: float = 0.0
+    files: dict[str, tuple[bytes, str, dict[str, str]]] = field(default_factory=dict)  # /file/<name>
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def paths(self) -> list[str]:
@@ -198,8 +271,31 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/huge-chunked":
             self.stream_zeros(100 * 1024 * 1024, with_length=False)
         elif path == "/gzip-bomb":
-            body = gzip.compress(b"\0" * (50 * 1024 * 1024), compresslevel=9)
-            self.send(body, "image/png", headers={"Content-Encoding": "gzip"})
+            self.send(gzip_bomb(), "image/png", headers={"Content-Encoding": "gzip"})
+        elif path == "/deflate-bomb":
+            self.send(deflate_bomb(), "image/png", headers={"Content-Encoding": "deflate"})
+        elif path == "/gzip-gzip":  # stacked in one header
+            self.send(stacked_gzip_bomb(), "image/png", headers={"Content-Encoding": "gzip, gzip"})
+        elif path == "/gzip-gzip-lines":  # stacked in two header lines
+            self.send_response(200)
+            body = stacked_gzip_bomb()
+            for key, value in (("Content-Type", "image/png"), ("Content-Length", str(len(body)))):
+                self.send_header(key, value)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Encoding", "gzip")
+            self.end_headers()
+            self.wfile.write(body)
+        elif path.startswith("/encoding/"):  # an image sent with the given Content-Encoding
+            coding = path.split("/")[2]
+            body = encode(pattern_image(777), "PNG")
+            packed = zlib.compress(body) if coding == "deflate" else gzip.compress(body)
+            self.send(packed if coding in ("gzip", "deflate") else body, headers={"Content-Encoding": coding})
+        elif path == "/bigger-decoded":  # 3 MiB of PNG-looking bytes gzip'ed to a few KB
+            body = gzip.compress(encode(pattern_image(9), "PNG") + b"\0" * (3 << 20))
+            self.send(body, headers={"Content-Encoding": "gzip"})
+        elif path.startswith("/file/"):
+            body, ctype, headers = self.state.files[path.split("/", 2)[2]]
+            self.send(body, ctype, headers=headers)
         elif path == "/drip":
             self.send_response(200)
             self.send_header("Content-Type", "image/png")

@@ -1,12 +1,25 @@
-"""Decode untrusted image bytes safely into small RGB arrays, plus a 64-bit perceptual hash.
+"""Decode untrusted image bytes safely into a small RGB array plus a 64-bit perceptual hash.
 
-This module runs inside the downloader's worker processes, so it imports only numpy and Pillow.
-Every function returns a value; nothing here raises for bad input.
+:func:`decode_image` is the project's one image-preprocessing function: the downloader's workers
+and the web corpus call it, so the same bytes give the same pixels and phash everywhere. It imports
+only numpy and Pillow (it runs inside worker processes), and it never raises for bad input.
 
-Safety measures (see ECOSYSTEM.md 6.1): only the formats in ``spec.formats`` are tried (never FITS,
-TIFF, PSD, ...), the pixel count is checked from the header before any pixel is decoded, Pillow's
-own decompression-bomb warning is turned into an error, truncated files fail instead of being
-padded with grey, and JPEGs are decoded at a reduced DCT scale when the target is small.
+Safety: only the formats in ``spec.formats`` are tried (never FITS, TIFF, PSD, ...); the pixel
+count is checked from the header before any pixel is decoded; Pillow's decompression-bomb warning
+is an error; truncated files fail instead of being padded with grey.
+
+Memory: peak extra memory per decode is at most ``DECODE_MEMORY_FACTOR x spec.max_pixels`` bytes
+(beyond the input bytes), plus a fixed few MB. Enforced by reducing before converting: JPEGs are
+decoded at a reduced DCT scale (``draft``); other formats are decoded once in their native mode
+(at most 4 bytes per pixel; 1-bit, palette and 16-bit images at 1-2) and then converted, composited
+onto white and box-reduced a strip of rows at a time (:data:`STRIP_PIXELS` pixels per strip), with
+16/32-bit samples scaled in float32 strips, so no full-size RGB, RGBA or float copy exists. WebP,
+which Pillow decodes at full size through libwebp's own buffers (about 16 bytes per pixel), gets
+:data:`WEBP_PIXEL_SHARE` of ``max_pixels``. Measured (peak RSS of a fresh process, images
+just under the default cap of 32 Mi pixels): 1-bit, palette and GIF 1.3-1.5 bytes per pixel of
+``max_pixels``, 16-bit PNG/TIFF 2.6 (it was 25 with float64 conversion), BMP 4.0, RGBA PNG 4.4, WebP
+at its share 8.0, and the worst case, an RGBA image too narrow to reduce (its full-size RGB result
+beside its native decode), 8.5. The memory tests assert the factor at a smaller cap.
 """
 
 from __future__ import annotations
@@ -18,9 +31,17 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from ie_env.validate import check_choice, check_int, fail
+
 RESIZE_MODES = ("center_crop", "keep_ratio", "border")
 DEFAULT_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 WHITE = (255, 255, 255)
+DECODE_MEMORY_FACTOR = 12  # bytes per max_pixels pixel, see the module docstring
+# Pillow decodes WebP at full size through libwebp's own RGBA buffers (about 16 bytes per pixel),
+# so WebP images get this fraction of max_pixels.
+WEBP_PIXEL_SHARE = 0.5
+STRIP_PIXELS = 1 << 20  # pixels converted at once
+_HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 
 # Truncated files must fail, never be silently padded.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -60,17 +81,13 @@ class DecodeSpec:
     formats: tuple[str, ...] = DEFAULT_FORMATS
 
     def __post_init__(self) -> None:
-        if self.image_size < 8:
-            raise ValueError(f"image_size must be >= 8, got {self.image_size!r}")
-        if self.resize_mode not in RESIZE_MODES:
-            raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
-        if self.min_size < 1:
-            raise ValueError(f"min_size must be >= 1, got {self.min_size!r}")
-        if self.max_pixels < self.min_size * self.min_size:
-            raise ValueError(f"max_pixels must be >= min_size**2, got {self.max_pixels!r}")
+        check_int(self, "image_size", 8)
+        check_choice(self, "resize_mode", RESIZE_MODES)
+        check_int(self, "min_size", 1)
+        check_int(self, "max_pixels", self.min_size * self.min_size)
         unknown = [f for f in self.formats if f not in Image.registered_extensions().values()]
         if not self.formats or unknown:
-            raise ValueError(f"formats must be non-empty Pillow format names, got {self.formats!r}")
+            fail(self, "formats", "be non-empty Pillow format names")
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,17 +130,6 @@ def phash(image: Image.Image) -> int:
     return int.from_bytes(np.packbits(bits).tobytes(), "big")
 
 
-_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
-
-
-def hamming(hashes: np.ndarray, h: int) -> np.ndarray:
-    """Hamming distances between each uint64 in ``hashes`` and the 64-bit int ``h``."""
-    x = np.bitwise_xor(np.asarray(hashes, dtype=np.uint64), np.uint64(h))
-    if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(x).astype(np.int64)
-    return _POPCOUNT8[x.view(np.uint8).reshape(-1, 8)].sum(axis=1).astype(np.int64)
-
-
 # ---------------------------------------------------------------------------------------------
 # geometry
 
@@ -150,24 +156,46 @@ def _has_alpha(im: Image.Image) -> bool:
     return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
 
 
-def _to_rgb_or_rgba(im: Image.Image) -> Image.Image:
-    if _has_alpha(im):
-        return im if im.mode == "RGBA" else im.convert("RGBA")
-    if im.mode == "RGB":
-        return im
-    if im.mode in ("I", "I;16", "I;16B", "I;16L"):
-        arr = np.asarray(im, dtype=np.float64)
-        peak = max(float(arr.max()), 1.0)
-        im = Image.fromarray((arr * (255.0 / peak)).clip(0, 255).astype(np.uint8), "L")
-    return im.convert("RGB")
+def _high_depth_scale(im: Image.Image) -> float | None:
+    """For 16/32-bit grey images, the factor that maps the brightest sample to 255; else None."""
+    if im.mode not in _HIGH_DEPTH_MODES:
+        return None
+    extrema = im.getextrema()
+    peak = float(extrema[1]) if isinstance(extrema, tuple) else 255.0
+    return 255.0 / max(peak, 1.0)
 
 
-def _on_white(im: Image.Image) -> Image.Image:
-    if im.mode != "RGBA":
-        return im
-    canvas = Image.new("RGB", im.size, WHITE)
-    canvas.paste(im, mask=im.getchannel("A"))
-    return canvas
+def _strip_to_rgb(strip: Image.Image, scale: float | None) -> Image.Image:
+    """Convert a strip of rows to RGB, transparency composited onto white."""
+    if scale is not None:
+        samples = np.asarray(strip).astype(np.float32)
+        samples *= scale
+        np.clip(samples, 0, 255, out=samples)
+        return Image.fromarray(samples.astype(np.uint8), "L").convert("RGB")
+    if _has_alpha(strip):
+        rgba = strip if strip.mode == "RGBA" else strip.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, WHITE)
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return strip if strip.mode == "RGB" else strip.convert("RGB")
+
+
+def reduced_rgb(im: Image.Image, factor: int) -> Image.Image:
+    """Return ``im`` as RGB on white, box-reduced by ``factor``, converted a strip of rows at a time.
+
+    Strips are a multiple of ``factor`` rows high, so the result equals reducing the whole image;
+    the only full-size buffer is ``im`` itself.
+    """
+    width, height = im.size
+    scale = _high_depth_scale(im)
+    if scale is None and im.mode == "RGB" and not _has_alpha(im):
+        return im.reduce(factor) if factor > 1 else im
+    rows = max(factor, STRIP_PIXELS // max(1, width) // factor * factor)
+    out = Image.new("RGB", (-(-width // factor), -(-height // factor)), WHITE)
+    for top in range(0, height, rows):
+        strip = _strip_to_rgb(im.crop((0, top, width, min(height, top + rows))), scale)
+        out.paste(strip.reduce(factor) if factor > 1 else strip, (0, top // factor))
+    return out
 
 
 def decode_image(data: bytes, spec: DecodeSpec) -> Decoded:
@@ -199,10 +227,11 @@ def _decode(data: bytes, spec: DecodeSpec) -> Decoded:
         fmt = im.format
         if width <= 0 or height <= 0:
             return Decoded("decode_error", f"bad dimensions {width}x{height}", width, height, fmt)
-        if width * height > spec.max_pixels:
+        max_pixels = int(spec.max_pixels * WEBP_PIXEL_SHARE) if fmt == "WEBP" else spec.max_pixels
+        if width * height > max_pixels:
             return Decoded(
                 "too_large",
-                f"{width}x{height} = {width * height} pixels (limit {spec.max_pixels})",
+                f"{width}x{height} = {width * height} pixels (limit {max_pixels} for {fmt})",
                 width,
                 height,
                 fmt,
@@ -224,15 +253,14 @@ def _decode(data: bytes, spec: DecodeSpec) -> Decoded:
             # DCT-domain downscale to the smallest scale that keeps twice the target size.
             im.draft("RGB", (max(1, int(width * scale * 2)), max(1, int(height * scale * 2))))
         im.load()
-        im = _to_rgb_or_rgba(im)
         # Integer box-reduce down to about twice the target, so the final resample is cheap.
         sx, sy = im.size[0] / width, im.size[1] / height  # draft may already have reduced
         box = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
-        factor = int(min(im.size) / (2 * spec.image_size))
-        if factor >= 2:
-            im = im.reduce(factor)
-            box = tuple(v / factor for v in box)
-        im = _on_white(im)
+        factor = max(1, int(min(im.size) / (2 * spec.image_size)))
+        native, im = im, reduced_rgb(im, factor)
+        if im is not native:
+            native.close()  # free the full-size decode before hashing and resizing
+        box = tuple(v / factor for v in box)
         hash_value = phash(im)
         out = im.resize(out_size, Image.Resampling.LANCZOS, box=box)
         if canvas_size != out_size:

@@ -1,4 +1,4 @@
-"""Decode worker processes driven directly by the event loop (no helper threads).
+"""Decoding off the event loop: worker processes driven directly by the loop, and adaptive batching.
 
 ``concurrent.futures.ProcessPoolExecutor`` runs two helper threads in the parent; on a busy
 2-core machine they fight the event loop for the GIL and cost more than a millisecond per image,
@@ -8,12 +8,16 @@ results with ``sock_recv_into``; a worker exits as soon as its socket reaches EO
 parent closes it or dies. A worker that crashes fails only its own in-flight batches (as
 ``decode_error`` values) and is replaced on the next batch.
 
+:class:`BatchDecoder` is what the downloader talks to: it batches bodies for the pool (or a thread
+when ``workers`` is 0) and holds back fetching while ``max_pending_bytes`` of bodies wait.
+
 Programs that use it need the usual ``if __name__ == "__main__":`` guard (forkserver/spawn).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import multiprocessing
 import pickle
@@ -89,9 +93,11 @@ class DecodePool:
 
     @property
     def size(self) -> int:
+        """Number of worker slots."""
         return len(self._workers)
 
     def pids(self) -> list[int]:
+        """Process ids of the live workers."""
         return [w.process.pid for w in self._workers if w is not None and w.alive]
 
     def _start(self, slot: int) -> _Worker:
@@ -206,3 +212,90 @@ class DecodePool:
             if worker.process.is_alive():
                 worker.process.kill()
                 await loop.run_in_executor(None, worker.process.join, 5)
+
+
+class BatchDecoder:
+    """Sends bodies to the decode workers in adaptive batches, with a byte budget for back-pressure.
+
+    While fewer than two batches per worker are in flight, a body is sent at once; when the
+    workers are busy, bodies accumulate into batches of up to ``batch_size``.
+
+    Args:
+        spec: how to decode.
+        workers: decode processes; 0 decodes in one thread of this process.
+        batch_size: most bodies sent to a worker at once.
+        max_pending_bytes: bytes of bodies that may wait for a decode before :meth:`reserve` blocks.
+    """
+
+    def __init__(self, spec: DecodeSpec, workers: int, batch_size: int, max_pending_bytes: int) -> None:
+        self._spec = spec
+        self._batch_size = batch_size
+        self._budget = max_pending_bytes
+        self.pool: DecodePool | None = DecodePool(workers, self._spec) if workers > 0 else None
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        if self.pool is None:
+            self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ie-env-decode")
+        self._max_inflight = 2 * max(1, workers)
+        self._inflight = 0
+        self._pending_bytes = 0
+        self._pending_items = 0
+        self._buf: list[tuple[bytes, asyncio.Future[Decoded]]] = []
+        self._cond = asyncio.Condition()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def reserve(self, nbytes: int) -> None:
+        """Wait until ``nbytes`` more may wait for decoding (always admits one body)."""
+        async with self._cond:
+            await self._cond.wait_for(
+                lambda: self._pending_items == 0 or self._pending_bytes + nbytes <= self._budget
+            )
+            self._pending_bytes += nbytes
+            self._pending_items += 1
+
+    async def release(self, nbytes: int) -> None:
+        """Give back what :meth:`reserve` took, once the body is decoded."""
+        async with self._cond:
+            self._pending_bytes -= nbytes
+            self._pending_items -= 1
+            self._cond.notify_all()
+
+    async def decode(self, data: bytes) -> Decoded:
+        """Decode one body (batched with others when the workers are busy)."""
+        future: asyncio.Future[Decoded] = asyncio.get_running_loop().create_future()
+        self._buf.append((data, future))
+        self._flush()
+        return await future
+
+    def _flush(self) -> None:
+        while self._buf and self._inflight < self._max_inflight:
+            batch, self._buf = self._buf[: self._batch_size], self._buf[self._batch_size :]
+            self._inflight += 1
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[tuple[bytes, asyncio.Future[Decoded]]]) -> None:
+        items = [data for data, _ in batch]
+        try:
+            if self.pool is not None:
+                results = await self.pool.decode(items)
+            else:
+                loop = asyncio.get_running_loop()
+                results = await loop.run_in_executor(self._thread, decode_batch, items, self._spec)
+        except Exception as exc:
+            results = [Decoded("decode_error", f"decoder failed: {type(exc).__name__}: {exc}")] * len(items)
+        finally:
+            self._inflight -= 1
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+        self._flush()
+
+    async def aclose(self) -> None:
+        """Cancel pending batches and stop the workers."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self.pool is not None:
+            await self.pool.aclose()
+        if self._thread is not None:
+            self._thread.shutdown(wait=False, cancel_futures=True)

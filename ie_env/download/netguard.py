@@ -151,6 +151,7 @@ class AddressPolicy:
         self._cache: dict[tuple[str, int], tuple[float, list[str]]] = {}
 
     def is_allowed(self, host: str, port: int) -> bool:
+        """Return whether ``host`` (on ``port``) is on the allow-list."""
         host = host.lower().rstrip(".")
         return (host, port) in self.allowed or (host, None) in self.allowed
 
@@ -206,6 +207,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Iterable[typing.Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        """Resolve ``host`` with the address policy and connect to a checked address only."""
         try:
             addresses = await asyncio.wait_for(self.policy.addresses(host, port), timeout)
         except BlockedAddressError:
@@ -229,9 +231,11 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: typing.Iterable[typing.Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        """Refuse: unix sockets are never allowed."""
         raise BlockedAddressError(path, "unix sockets are not allowed")
 
     async def sleep(self, seconds: float) -> None:
+        """Sleep (delegated to the wrapped backend)."""
         await self.inner.sleep(seconds)
 
 

@@ -56,6 +56,7 @@ class RobotsRules:
     parser: urllib.robotparser.RobotFileParser | None = None
 
     def can_fetch(self, token: str, url: str) -> bool:
+        """Return whether the crawler named ``token`` may fetch ``url``."""
         if self.allow_all:
             return True
         if self.disallow_all or self.parser is None:

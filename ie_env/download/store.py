@@ -22,15 +22,16 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from ie_env.download.client import Download
-from ie_env.download.decode import hamming
+from ie_env.download.dedup import PHASH_BITS, PHASH_THRESHOLD, Deduplicator
+from ie_env.download.results import Download
+from ie_env.download.storeschema import COLUMNS, SCHEMA, ImageRecord, RepairReport, signed, unsigned
+from ie_env.validate import check_choice, check_int
 
 IMAGE_FORMATS = {"png": "PNG", "jpg": "JPEG"}
 # Outcomes that will not change on a retry: such URLs are remembered and not fetched again.
@@ -40,95 +41,13 @@ FINAL_STATUSES = frozenset(
 FINAL_HTTP_CODES = frozenset({400, 401, 403, 404, 405, 410, 451})
 META_FIELDS = ("query", "concept_id", "engine", "license", "iteration")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS images (
-    id INTEGER PRIMARY KEY,
-    url TEXT NOT NULL UNIQUE,
-    sha256 TEXT NOT NULL UNIQUE,
-    phash INTEGER NOT NULL,
-    path TEXT NOT NULL,
-    width INTEGER,
-    height INTEGER,
-    nbytes INTEGER,
-    query TEXT,
-    concept_id INTEGER,
-    engine TEXT,
-    license TEXT,
-    iteration INTEGER,
-    reward REAL,
-    in_buffer INTEGER NOT NULL DEFAULT 0,
-    added_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS images_iteration ON images(iteration);
-CREATE TABLE IF NOT EXISTS urls (
-    url TEXT PRIMARY KEY,
-    status TEXT NOT NULL,
-    sha256 TEXT,
-    image_id INTEGER,
-    iteration INTEGER,
-    at REAL NOT NULL
-);
-"""
-_COLUMNS = (
-    "id, url, sha256, phash, path, width, height, nbytes, query, concept_id, engine, license, "
-    "iteration, reward, in_buffer, added_at"
-)
-
-
-def _signed(h: int) -> int:
-    return h - (1 << 64) if h >= 1 << 63 else h
-
-
-def _unsigned(h: int) -> int:
-    return h + (1 << 64) if h < 0 else h
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """One stored image's metadata. ``path`` is relative to the store root."""
-
-    id: int
-    url: str
-    sha256: str
-    phash: int
-    path: str
-    width: int | None
-    height: int | None
-    nbytes: int | None
-    query: str | None
-    concept_id: int | None
-    engine: str | None
-    license: str | None
-    iteration: int | None
-    reward: float | None
-    in_buffer: bool
-    added_at: float
-
-    @classmethod
-    def from_row(cls, row: Sequence[Any]) -> ImageRecord:
-        values = list(row)
-        values[3] = _unsigned(values[3])
-        values[14] = bool(values[14])
-        return cls(*values)
-
-
-@dataclass(frozen=True)
-class RepairReport:
-    """What opening the store had to clean up after a crash."""
-
-    temp_files_removed: int = 0
-    orphan_files_removed: int = 0
-    rows_without_file_removed: int = 0
-
-    @property
-    def clean(self) -> bool:
-        return not (self.temp_files_removed or self.orphan_files_removed or self.rows_without_file_removed)
-
 
 class ImageStore:
     """Content-addressed image files and their metadata.
 
-    Implements the downloader's ``DedupIndex`` (``has_url``, ``has_sha256``, ``near_duplicate``),
+    Dedup follows :class:`~ie_env.download.dedup.Deduplicator` (exact sha256 or phash within
+    ``phash_threshold``), against stored images and within each batch. Implements the downloader's
+    :class:`~ie_env.download.dedup.DedupIndex` (``has_url``, ``has_sha256``, ``near_duplicate``),
     so ``downloader.fetch(hits, known=store)`` skips stored URLs and drops stored content.
 
     Args:
@@ -142,14 +61,13 @@ class ImageStore:
         self,
         root: str | os.PathLike[str],
         *,
-        phash_threshold: int = 4,
+        phash_threshold: int = PHASH_THRESHOLD,
         image_format: str = "png",
         fsync_threads: int = 8,
     ) -> None:
-        if image_format not in IMAGE_FORMATS:
-            raise ValueError(f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}")
-        if not 0 <= phash_threshold <= 64:
-            raise ValueError(f"phash_threshold must be in [0, 64], got {phash_threshold!r}")
+        check_choice(self, "image_format", sorted(IMAGE_FORMATS), value=image_format)
+        check_int(self, "phash_threshold", 0, PHASH_BITS, value=phash_threshold)
+        self._dedup = Deduplicator(phash_threshold)
         self.root = Path(root)
         self.images_dir = self.root / "images"
         self.images_dir.mkdir(parents=True, exist_ok=True)
@@ -161,15 +79,17 @@ class ImageStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(SCHEMA)
         self.repair_report = self._repair()
-        rows = self._db.execute("SELECT id, phash FROM images ORDER BY id").fetchall()
-        self._ids = np.array([r[0] for r in rows], dtype=np.int64)
-        self._phashes = np.array([_unsigned(r[1]) for r in rows], dtype=np.uint64)
+        rows = self._db.execute("SELECT id, sha256, phash FROM images ORDER BY id").fetchall()
+        self._ids = [int(r[0]) for r in rows]  # image id of each Deduplicator entry
+        for _, sha256, phash in rows:
+            self._dedup.add(sha256, unsigned(phash))
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Close the database."""
         with self._lock:
             self._db.close()
 
@@ -223,18 +143,15 @@ class ImageStore:
             return self._db.execute("SELECT 1 FROM urls WHERE url = ?", (url,)).fetchone() is not None
 
     def has_sha256(self, sha256: str) -> bool:
+        """Return whether an image with these exact bytes is stored."""
         with self._lock:
             return self._db.execute("SELECT 1 FROM images WHERE sha256 = ?", (sha256,)).fetchone() is not None
 
-    def near_duplicate(self, phash: int, threshold: int | None = None) -> int | None:
-        """Id of a stored image within ``threshold`` (default: the store's) of ``phash``, or None."""
-        threshold = self.phash_threshold if threshold is None else threshold
+    def near_duplicate(self, phash: int) -> int | None:
+        """Return the id of a stored image within ``phash_threshold`` bits of ``phash``, or None."""
         with self._lock:
-            if len(self._phashes) == 0:
-                return None
-            distances = hamming(self._phashes, phash)
-            j = int(np.argmin(distances))
-            return int(self._ids[j]) if distances[j] <= threshold else None
+            match = self._dedup.match(None, phash)
+            return None if match is None else self._ids[match.index]
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -279,8 +196,7 @@ class ImageStore:
             url_rows: list[tuple[str, str, str | None, int | None, int | None, float]] = []
             chosen: list[tuple[int, Download, dict[str, Any]]] = []
             batch_urls: set[str] = set()
-            batch_shas: set[str] = set()
-            batch_hashes: list[int] = []
+            batch = Deduplicator(self.phash_threshold)
             for i, d in enumerate(downloads):
                 meta = {**common, **(metas[i] if metas is not None else {})}
                 meta.setdefault("iteration", iteration)
@@ -293,22 +209,10 @@ class ImageStore:
                         url_rows.append((d.url, d.status, d.sha256, None, meta["iteration"], now))
                         batch_urls.add(d.url)
                     continue
-                duplicate = (
-                    d.sha256 in batch_shas
-                    or self.has_sha256(d.sha256)
-                    or self.near_duplicate(d.phash) is not None
-                    or (
-                        bool(batch_hashes)
-                        and int(hamming(np.array(batch_hashes, dtype=np.uint64), d.phash).min())
-                        <= self.phash_threshold
-                    )
-                )
                 batch_urls.add(d.url)
-                if duplicate:
+                if self._dedup.is_duplicate(d.sha256, d.phash) or not batch.admit(d.sha256, d.phash):
                     url_rows.append((d.url, "duplicate", d.sha256, None, meta["iteration"], now))
                     continue
-                batch_shas.add(d.sha256)
-                batch_hashes.append(d.phash)
                 chosen.append((i, d, meta))
             paths = self._write_files([d for _, d, _ in chosen])
             records: list[ImageRecord | None] = [None] * len(downloads)
@@ -319,7 +223,7 @@ class ImageStore:
                         " concept_id, engine, license, iteration, in_buffer, added_at)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
                         (
-                            d.url, d.sha256, _signed(d.phash), path, d.width, d.height, d.nbytes,
+                            d.url, d.sha256, signed(d.phash), path, d.width, d.height, d.nbytes,
                             meta.get("query"), meta.get("concept_id"), meta.get("engine"),
                             meta.get("license"), meta["iteration"], now,
                         ),
@@ -336,12 +240,10 @@ class ImageStore:
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     url_rows,
                 )
-            new = [r for r in records if r is not None]
-            if new:
-                self._ids = np.concatenate([self._ids, np.array([r.id for r in new], dtype=np.int64)])
-                self._phashes = np.concatenate(
-                    [self._phashes, np.array([r.phash for r in new], dtype=np.uint64)]
-                )
+            for record in records:
+                if record is not None:
+                    self._dedup.add(record.sha256, record.phash)
+                    self._ids.append(record.id)
             return records
 
     def _write_files(self, downloads: Sequence[Download]) -> list[str]:
@@ -383,6 +285,7 @@ class ImageStore:
     # -- reading and updating ----------------------------------------------------------------
 
     def count(self) -> int:
+        """Return the number of stored images."""
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
 
@@ -390,8 +293,9 @@ class ImageStore:
         return self.count()
 
     def get(self, image_id: int) -> ImageRecord:
+        """Return the record of ``image_id`` (``KeyError`` if there is none)."""
         with self._lock:
-            row = self._db.execute(f"SELECT {_COLUMNS} FROM images WHERE id = ?", (image_id,)).fetchone()
+            row = self._db.execute(f"SELECT {COLUMNS} FROM images WHERE id = ?", (image_id,)).fetchone()
         if row is None:
             raise KeyError(f"no image with id {image_id}")
         return ImageRecord.from_row(row)
@@ -413,7 +317,7 @@ class ImageStore:
             params.append(int(in_buffer))
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._lock:
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM images{where} ORDER BY id", params).fetchall()
+            rows = self._db.execute(f"SELECT {COLUMNS} FROM images{where} ORDER BY id", params).fetchall()
         records = [ImageRecord.from_row(r) for r in rows]
         if ids is not None:
             wanted = set(ids)
@@ -421,6 +325,7 @@ class ImageStore:
         return records
 
     def path(self, record: ImageRecord) -> Path:
+        """Return the absolute path of the record's image file."""
         return self.root / record.path
 
     def load_images(self, ids: Sequence[int]) -> np.ndarray:
@@ -447,6 +352,7 @@ class ImageStore:
         return np.stack(arrays)
 
     def set_reward(self, ids: Sequence[int], rewards: Sequence[float]) -> None:
+        """Record the reward of each image."""
         if len(ids) != len(rewards):
             raise ValueError(f"{len(ids)} ids but {len(rewards)} rewards")
         with self._lock, self._transaction():
@@ -456,6 +362,7 @@ class ImageStore:
             )
 
     def set_in_buffer(self, ids: Iterable[int], flag: bool = True) -> None:
+        """Mark images as in (or out of) the replay buffer."""
         with self._lock, self._transaction():
             self._db.executemany(
                 "UPDATE images SET in_buffer = ? WHERE id = ?", [(int(flag), int(i)) for i in ids]

@@ -78,7 +78,7 @@ def test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing(tmp_path: Pat
     from ie_env.download.store import ImageStore
 
     store_dir = tmp_path / "store"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent), *sys.path])}
     with HostileServer() as server:
         cmd = [sys.executable, __file__, str(store_dir), server.url(""), server.hostport, str(N_IMAGES)]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

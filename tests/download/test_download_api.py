@@ -18,7 +18,8 @@ from hostile_server import HostileServer, encode, fake_resolver, loopback_guard,
 from PIL import Image
 
 from ie_env.download import DownloadConfig, Downloader
-from ie_env.download.decode import DecodeSpec, decode_image, hamming, phash
+from ie_env.download.decode import DecodeSpec, decode_image, phash
+from ie_env.download.dedup import hamming
 from ie_env.download.netguard import (
     AddressPolicy,
     BlockedAddressError,
@@ -239,3 +240,18 @@ def test_x_robots_and_robots_rules() -> None:
         "ie-env", "http://a/no/x.png"
     )
     assert not rules.can_fetch("otherbot", "http://a/yes.png")
+
+
+def test_deduplicator_exact_and_near_rules() -> None:
+    from ie_env.download.dedup import Deduplicator
+
+    seen = Deduplicator(threshold=4, pairs=[("a" * 64, 0)])
+    assert len(seen) == 1
+    assert not seen.admit("a" * 64, None)  # same bytes
+    assert not seen.admit(None, 0b1111)  # 4 bits away: near
+    assert seen.admit(None, 0b11111)  # 5 bits away: new, remembered
+    assert seen.match("b" * 64, 0b11110).index == 1 and seen.match("b" * 64, 0b11110).distance == 1
+    assert seen.is_duplicate("a" * 64, 2**64 - 1) and not seen.is_duplicate(None, None)
+    assert len(seen) == 2
+    with pytest.raises(ValueError, match="threshold"):
+        Deduplicator(threshold=65)
