@@ -13,18 +13,19 @@ Usage::
 
     python benchmarks/_caption_index_bench.py [--quick] [--json out.json] [--threads N]
 
-The lead merges :func:`measure_caption_index_qps` into ``benchmarks/search.py``.
+``benchmarks/search.py`` runs it as its ``caption_index_qps`` measurement.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402 - the benchmarks' shared helpers, beside this file
 
 HITS_PER_QUERY = 100
 BATCH = 64
@@ -57,13 +58,13 @@ def _table(quick: bool):
 
 
 def run(quick: bool = False, threads: int = 1, repeats: int | None = None) -> dict:
-    """Build the index, time distinct queries, and return the JSON-ready numbers."""
-    import torch
+    """Build the index, time distinct queries, and return the JSON-ready numbers.
 
+    ``threads`` is only reported: the calling process sets torch's thread count.
+    """
     from ie_env.concepts.textembed import embed_texts
     from ie_env.search.caption_index import CaptionIndexEngine, CaptionRow
 
-    torch.set_num_threads(threads)
     repeats = repeats or 3
     captions, embeddings, queries = _table(quick)
     rows = [CaptionRow(url=f"https://images.example.org/{i}.jpg", caption=c) for i, c in enumerate(captions)]
@@ -84,13 +85,13 @@ def run(quick: bool = False, threads: int = 1, repeats: int | None = None) -> di
         batch.append(len(chunk) / (time.perf_counter() - started))
     vectors = embed_texts(queries[:64])
     started = time.perf_counter()
-    for vector in vectors:
-        engine.top_k(vector[None, :], HITS_PER_QUERY)
+    for query, vector in zip(queries, vectors, strict=False):
+        engine.top_rows(query, vector, HITS_PER_QUERY)
     search_ms = (time.perf_counter() - started) * 1000 / len(vectors)
     return {
-        "caption_index_qps": round(statistics.median(single), 1),
+        "caption_index_qps": round(_common.median(single), 1),
         "caption_index_qps_runs": [round(r, 2) for r in single],
-        "caption_index_batch_qps": round(statistics.median(batch), 1),
+        "caption_index_batch_qps": round(_common.median(batch), 1),
         "caption_index_rows": len(rows),
         "caption_index_search_ms": round(search_ms, 2),
         "caption_index_queries": len(queries),
@@ -104,19 +105,14 @@ def measure_caption_index_qps(quick: bool) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="5,000-row table, 300 queries (about a minute)")
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    """Run the benchmark, print the table and write the JSON file when asked."""
+    parser = _common.parser(__doc__, quick_help="5,000-row table, 300 queries (about a minute)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
-    numbers = run(args.quick, args.threads)
-    width = max(len(key) for key in numbers)
-    for key, value in numbers.items():
-        print(f"{key:<{width}}  {value}")
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(numbers, handle, indent=1)
-    return 0
+    import torch
+
+    torch.set_num_threads(args.threads)  # a benchmark process of its own: it owns the thread count
+    return _common.finish(run(args.quick, args.threads), args.json)
 
 
 if __name__ == "__main__":

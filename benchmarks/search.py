@@ -23,7 +23,6 @@ import http.client
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import threading
@@ -33,6 +32,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402 - the benchmarks' shared helpers, beside this file
 
 WORDNET_INDEX = Path("/usr/share/wordnet/index.noun")
 
@@ -48,7 +50,8 @@ class Measurement:
 
     @property
     def median(self) -> float:
-        return statistics.median(self.runs)
+        """Return the median of the runs."""
+        return _common.median(self.runs)
 
 
 def distinct_queries(n: int, seed: int = 0) -> list[str]:
@@ -143,6 +146,7 @@ class ServerProcess:
         return found[0]
 
     def stop(self) -> None:
+        """Stop the server process (terminate, then kill)."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -206,9 +210,10 @@ def measure_server_qps(args: argparse.Namespace, queries: list[str]) -> Measurem
 
 def measure_caption_index_qps(args: argparse.Namespace, queries: list[str]) -> Measurement:
     """Queries/s of the in-process LAION-style caption index (query embedding included), distinct queries."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import torch
     from _caption_index_bench import run
 
+    torch.set_num_threads(args.threads)  # this benchmark process owns its thread count
     numbers = run(quick=args.quick, threads=args.threads)
     runs = numbers.pop("caption_index_qps_runs")
     numbers.pop("caption_index_qps")
@@ -222,11 +227,8 @@ MEASUREMENTS: dict[str, Callable[[argparse.Namespace, list[str]], Measurement]] 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="fewer queries (about a minute once built)")
-    parser.add_argument("--json", type=Path, default=None, help="write results here")
+    """Run the measurements, print the table and write the JSON file when asked."""
+    parser = _common.parser(__doc__, quick_help="fewer queries (about a minute once built)")
     parser.add_argument("--corpus", default="web", help="corpus preset to search (default web)")
     parser.add_argument("--target", default=None, help="target set excluded from the index")
     parser.add_argument("--page-size", type=int, default=25)
@@ -245,23 +247,17 @@ def main(argv: list[str] | None = None) -> int:
     queries = distinct_queries(args.warmup + args.repeats * args.per_run, args.seed)
 
     results = [MEASUREMENTS[key](args, queries) for key in (args.only or MEASUREMENTS)]
-    print(f"{'measurement':<22} {'median':>10} {'runs':<40} unit")
-    for m in results:
-        runs = ", ".join(f"{r:.0f}" for r in m.runs)
-        print(f"{m.key:<22} {m.median:>10.1f} {runs:<40} {m.unit}")
-    if args.json:
-        payload = {m.key: round(m.median, 2) for m in results}
-        payload["details"] = {m.key: {"runs": [round(r, 2) for r in m.runs], **m.details} for m in results}
-        payload["config"] = {
-            "corpus": args.corpus,
-            "page_size": args.page_size,
-            "concurrency": args.concurrency,
-            "server_threads": args.threads,
-            "quick": args.quick,
-            "cpus": os.cpu_count(),
-        }
-        args.json.write_text(json.dumps(payload, indent=1))
-    return 0
+    payload: dict = {m.key: round(m.median, 2) for m in results}
+    payload["details"] = {m.key: {"runs": [round(r, 2) for r in m.runs], **m.details} for m in results}
+    payload["config"] = {
+        "corpus": args.corpus,
+        "page_size": args.page_size,
+        "concurrency": args.concurrency,
+        "server_threads": args.threads,
+        "quick": args.quick,
+        "cpus": os.cpu_count(),
+    }
+    return _common.finish(payload, args.json)
 
 
 if __name__ == "__main__":

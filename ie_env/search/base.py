@@ -70,6 +70,7 @@ class SearchResult:
 
     @property
     def ok(self) -> bool:
+        """Whether the search succeeded (``error`` is None)."""
         return self.error is None
 
 
@@ -77,33 +78,48 @@ class SearchError(ValueError):
     """A request the caller got wrong (empty, too long or control-character query, bad n)."""
 
 
-def validate_query(query: str, n: int, engine: str = "search") -> str:
-    """Check a query and result count before anything is sent.
+class InvalidQuery(SearchError):
+    """A query text no engine accepts: not a string, empty, too long or with a control character."""
+
+
+def validate_query(
+    query: object, n: int | None = None, engine: str = "search", *, max_chars: int = MAX_QUERY_CHARS
+) -> str:
+    """Check a query (and result count) before anything is sent: the one set of query rules.
+
+    The offline web's server answers exactly the queries this accepts, so a client that calls it
+    first never sends a query the server refuses with 400. A query is refused when it is not a
+    string, longer than ``max_chars`` (counted before stripping), contains a control or surrogate
+    character (Unicode categories ``Cc`` and ``Cs``, and the line/paragraph separators U+2028 and
+    U+2029) anywhere, or is empty once surrounding whitespace is removed (checked first).
 
     Args:
         query: the query text.
-        n: how many hits are wanted (1 to ``MAX_RESULTS``).
-        engine: engine name for the message.
+        n: how many hits are wanted (1 to ``MAX_RESULTS``); None when the caller has no count.
+        engine: engine name that starts every message.
+        max_chars: longest query accepted.
 
     Returns:
         The query with surrounding whitespace stripped.
 
     Raises:
-        SearchError: empty or whitespace-only, longer than ``MAX_QUERY_CHARS``, containing control
-            characters, not a string, or ``n`` not an int in [1, MAX_RESULTS].
+        InvalidQuery: the query text breaks a rule above.
+        SearchError: ``n`` is not an int in [1, MAX_RESULTS].
     """
     if not isinstance(query, str):
-        raise SearchError(f"{engine}: query must be a string, got {type(query).__name__}")
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_RESULTS:
+        raise InvalidQuery(f"{engine}: query must be a string, got {type(query).__name__}")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_RESULTS):
         raise SearchError(f"{engine}: n must be an int in [1, {MAX_RESULTS}], got {n!r}")
     text = query.strip()
     if not text:
-        raise SearchError(f"{engine}: empty query")
-    if len(text) > MAX_QUERY_CHARS:
-        raise SearchError(f"{engine}: query is {len(text)} characters, the limit is {MAX_QUERY_CHARS}")
-    for index, char in enumerate(text):
-        if unicodedata.category(char) == "Cc":
-            raise SearchError(f"{engine}: query has a control character {char!r} at position {index}")
+        raise InvalidQuery(f"{engine}: empty query")
+    if len(query) > max_chars:
+        raise InvalidQuery(f"{engine}: query is {len(query)} characters, the limit is {max_chars}")
+    for position, char in enumerate(query):
+        if unicodedata.category(char) in ("Cc", "Cs") or char in "\u2028\u2029":
+            raise InvalidQuery(
+                f"{engine}: query has a control character U+{ord(char):04X} at position {position}"
+            )
     return text
 
 

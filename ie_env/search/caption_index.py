@@ -1,9 +1,11 @@
-"""A LAION-style caption index searched in process (the paper's custom LAION engine, Appendix A).
+"""A LAION-style caption index searched in process, like the Internet Explorer paper's LAION engine.
 
 Every row is an image URL with its caption (plus optional title, licence, size, id, source). Captions
 are embedded once with the 384-d MiniLM sentence model (cached on disk by content hash); a query is
-embedded with the same model and the rows with the most similar captions (exact cosine, one matmul)
-are returned, with the stored URL. Rows that repeat a URL (common in LAION) give one hit.
+embedded with the same model and ranked by the offline web's one caption ranking
+(:class:`ie_env.web.index.CaptionRanking`: caption cosine + exact-token boost, ties broken by a hash of
+query and URL), with the stored URL. Rows that repeat a URL (common in LAION) give one hit, the
+best-ranked row of that URL.
 
 Tables load from CSV/TSV, JSON Lines or Parquet; column names follow LAION (``URL``, ``TEXT``,
 ``WIDTH``, ``HEIGHT``, ``LICENSE``) or plain lower case (``url``, ``caption``, ...).
@@ -15,15 +17,19 @@ import csv
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ie_env.errors import SetupError
 from ie_env.search.base import SearchError, SearchHit, SearchResult, validate_query
+from ie_env.web.embedder import EmbedFn, QueryEmbedder
+
+if TYPE_CHECKING:
+    from ie_env.web.index import RankedImage
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +45,6 @@ OPTIONAL_COLUMNS = {
     "thumbnail": ("thumbnail",),
 }
 CANDIDATE_FACTOR = 4
-
-EmbedFn = Callable[[Sequence[str]], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,7 @@ def _default_embed(texts: Sequence[str]) -> np.ndarray:
 
 
 class CaptionIndexEngine:
-    """Exact cosine search over caption embeddings, in process.
+    """Caption search over a table, in process, ranked by the offline web's one caption ranking.
 
     Args:
         rows: the table.
@@ -160,6 +164,7 @@ class CaptionIndexEngine:
         embed_fn: embeds query texts to L2-normalised float32 rows (default MiniLM).
         cache_name: prefix of the on-disk embedding cache.
         show_progress: progress bar while embedding captions.
+        boost: exact-token boost of the ranking (None: the web's default, see :mod:`ie_env.web.index`).
     """
 
     def __init__(
@@ -171,31 +176,43 @@ class CaptionIndexEngine:
         embed_fn: EmbedFn | None = None,
         cache_name: str = "caption-index",
         show_progress: bool = False,
+        boost: float | None = None,
     ) -> None:
+        from ie_env.web.index import DEFAULT_BOOST, CaptionRanking  # the web imports this package
+
         if not rows:
             raise ValueError("CaptionIndexEngine: the caption table has no usable rows")
         self.rows = list(rows)
         self.name = name
         self.embed_fn = embed_fn or _default_embed
-        if embeddings is None:
-            captions = [row.caption for row in self.rows]
-            if embed_fn is None:
-                from ie_env.concepts.textembed import cached_embeddings
+        captions = [row.caption for row in self.rows]
+        if embeddings is not None:
+            matrix = np.ascontiguousarray(embeddings, dtype=np.float32)
+            if matrix.ndim != 2 or matrix.shape[0] != len(self.rows):
+                raise ValueError(
+                    f"CaptionIndexEngine: embeddings shape {matrix.shape} does not match {len(self.rows)} rows"
+                )
+            first_row = {caption: i for i, caption in reversed(list(enumerate(captions)))}
 
-                embeddings = cached_embeddings(cache_name, captions, show_progress=show_progress)
-            else:
-                embeddings = embed_fn(captions)
-        matrix = np.ascontiguousarray(embeddings, dtype=np.float32)
-        if matrix.ndim != 2 or matrix.shape[0] != len(self.rows):
-            raise ValueError(
-                f"CaptionIndexEngine: embeddings shape {matrix.shape} does not match {len(self.rows)} rows"
-            )
-        self.embeddings = matrix
+        def embed_captions(texts: list[str]) -> np.ndarray:
+            if embeddings is not None:
+                return matrix[[first_row[text] for text in texts]]
+            if embed_fn is not None:
+                return embed_fn(texts)
+            from ie_env.concepts.textembed import cached_embeddings
+
+            return cached_embeddings(cache_name, texts, show_progress=show_progress)
+
         urls = [row.url for row in self.rows]
-        unique = {url: index for index, url in reversed(list(enumerate(urls)))}
-        self._url_group = np.array([unique[url] for url in urls], dtype=np.int64)
-        self.has_duplicates = len(unique) < len(urls)
-        self.unique_urls = len(unique)
+        self.ranking = CaptionRanking(
+            captions,
+            urls,
+            embed_captions,
+            boost=DEFAULT_BOOST if boost is None else boost,
+            embedder=QueryEmbedder(embed=self.embed_fn),
+        )
+        self.unique_urls = len(set(urls))
+        self.has_duplicates = self.unique_urls < len(urls)
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> CaptionIndexEngine:
@@ -212,14 +229,15 @@ class CaptionIndexEngine:
         )
 
     def __len__(self) -> int:
+        """Return the number of table rows."""
         return len(self.rows)
 
     def search(self, query: str, n: int) -> SearchResult:
-        """The ``n`` rows whose captions are nearest the query (distinct URLs), best first."""
+        """Return the ``n`` rows whose captions rank best for the query (distinct URLs), best first."""
         return self.search_many([query], n)[0]
 
     def search_many(self, queries: Sequence[str], n: int) -> list[SearchResult]:
-        """Search several queries with one embedding pass and one matmul.
+        """Search several queries with one embedding pass and one matrix product.
 
         Raises:
             SearchError: any query is invalid (checked before any work).
@@ -231,45 +249,40 @@ class CaptionIndexEngine:
             return []
         started = time.perf_counter()
         try:
-            vectors = np.ascontiguousarray(self.embed_fn(texts), dtype=np.float32)
+            vectors = self.ranking.embedder.embed(texts)
         except Exception as exc:  # noqa: BLE001 - an engine returns errors as values
             seconds = time.perf_counter() - started
             reason = f"{self.name}: query embedding failed ({type(exc).__name__}: {exc})"
             return [
                 SearchResult(engine=self.name, query=text, error=reason, seconds=seconds) for text in texts
             ]
-        indices, scores = self.top_k(vectors, n)
+        scores = self.ranking.doc_scores(vectors)
+        ranked = [self.top_rows(t, v, n, s) for t, v, s in zip(texts, vectors, scores, strict=True)]
         seconds = (time.perf_counter() - started) / len(texts)
-        results = []
-        for text, row_ids, row_scores in zip(texts, indices, scores, strict=True):
-            hits = [
-                self._hit(int(row), rank, float(score))
-                for rank, (row, score) in enumerate(zip(row_ids, row_scores, strict=True))
-            ]
-            results.append(SearchResult(engine=self.name, query=text, hits=hits, seconds=seconds))
-        return results
+        return [
+            SearchResult(
+                engine=self.name,
+                query=text,
+                hits=[self._hit(hit.row, rank, hit.score) for rank, hit in enumerate(hits)],
+                seconds=seconds,
+            )
+            for text, hits in zip(texts, ranked, strict=True)
+        ]
 
-    def top_k(self, vectors: np.ndarray, k: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Row indices and cosine scores of the ``k`` best distinct-URL rows for each query vector."""
-        sims = vectors @ self.embeddings.T  # (q, N)
-        total = sims.shape[1]
-        out_rows, out_scores = [], []
-        for row_sims in sims:
-            want = min(total, k * CANDIDATE_FACTOR if self.has_duplicates else k)
-            while True:
-                candidates = np.argpartition(-row_sims, want - 1)[:want] if want < total else np.arange(total)
-                # Stable order: best score first, then lower row index.
-                order = candidates[np.lexsort((candidates, -row_sims[candidates]))]
-                if self.has_duplicates:
-                    _, first = np.unique(self._url_group[order], return_index=True)
-                    order = order[np.sort(first)]
-                if len(order) >= k or want >= total:
-                    break
-                want = min(total, want * CANDIDATE_FACTOR)
-            chosen = order[:k]
-            out_rows.append(chosen)
-            out_scores.append(row_sims[chosen])
-        return out_rows, out_scores
+    def top_rows(
+        self, query: str, vector: np.ndarray, n: int, scores: np.ndarray | None = None
+    ) -> list[RankedImage]:
+        """Return the ``n`` best rows with distinct URLs (the best-ranked row of each URL)."""
+        want = n * CANDIDATE_FACTOR if self.has_duplicates else n
+        while True:
+            ranked = self.ranking.rank(query, vector, want, scores=scores)
+            if not self.has_duplicates:
+                return ranked
+            seen: set[str] = set()
+            distinct = [hit for hit in ranked if not (hit.id in seen or seen.add(hit.id))]
+            if len(distinct) >= n or want >= len(self.rows):
+                return distinct[:n]
+            want = min(len(self.rows), want * CANDIDATE_FACTOR)
 
     def _hit(self, row_index: int, rank: int, score: float) -> SearchHit:
         row = self.rows[row_index]

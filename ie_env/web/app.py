@@ -1,20 +1,15 @@
-"""The offline web's search engine: an HTTP server on loopback that speaks the Openverse images API.
+"""The search API's logic, apart from the HTTP plumbing: request checks, ranking, Openverse-shaped answers.
 
-Routes (all ``GET``):
+``/v1/images/?q=&page_size=&page=`` answers ``{"result_count", "page_count", "page", "page_size",
+"results": [...]}`` where each result has Openverse's fields (``id``, ``title``, ``url``, ``thumbnail``,
+``width``, ``height``, ``license``, ``license_version``, ``license_url``, ``creator``, ``tags`` as
+``[{"name", "accuracy"}]``, ``source``, ``provider``, ``category``, ``filetype``, ``filesize``,
+``attribution``, ``detail_url`` ...). A request the API refuses raises :class:`BadRequest` (answered
+with 400): a query :func:`ie_env.search.base.validate_query` refuses (the same rules every client
+checks before sending), a page_size outside 1..``max_page_size``, a page outside 1..page_count.
 
-* ``/v1/images/?q=&page_size=&page=`` -> ``{"result_count", "page_count", "page", "page_size", "results": [...]}``
-  where each result has Openverse's fields (``id``, ``title``, ``url``, ``thumbnail``, ``width``, ``height``,
-  ``license``, ``license_version``, ``license_url``, ``creator``, ``tags`` as ``[{"name", "accuracy"}]``,
-  ``source``, ``provider``, ``category``, ``filetype``, ``filesize``, ``attribution``, ``detail_url`` ...);
-* ``/v1/images/<id>/`` -> one image's JSON; ``/v1/images/<id>/thumb/`` and ``/images/<id>.png`` -> PNG bytes;
-* ``/healthz`` -> ``{"status": "ok", ...}``.
-
-Bad requests get a 400 JSON body ``{"error": code, "field": name, "detail": message}``: an empty, over-long
-(> 1000 characters) or control-character query, a page_size outside 1..500, a page outside 1..page_count.
-Unknown paths and ids get 404. Fault injection (latency, error rate, corrupt image bytes) is off by default.
-
-Concurrent requests run on threads; their query embeddings are micro-batched into one model call by
-:class:`ie_env.web.index.BatchingEmbedder`, and the ranking is one matrix-vector product per query.
+Concurrent requests' query embeddings are micro-batched into one model call by
+:class:`~ie_env.web.embedder.BatchingEmbedder`, and ranked by the caption index.
 """
 
 from __future__ import annotations
@@ -22,18 +17,15 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import re
 import threading
-import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
 
-from ie_env.web.corpus import Corpus, open_corpus
-from ie_env.web.index import MAX_QUERY_CHARS, BatchingEmbedder, CaptionIndex, InvalidQuery, validate_query
-from ie_env.web.targets import TargetSet, load_target
+from ie_env.search.base import MAX_QUERY_CHARS, InvalidQuery, validate_query
+from ie_env.validate import check_bool, check_int, check_ints, check_number, fail
+from ie_env.web.corpus import Corpus
+from ie_env.web.index import BatchingEmbedder, CaptionIndex
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +39,6 @@ LICENSES = {
     "apache-2.0": ("2.0", "https://www.apache.org/licenses/LICENSE-2.0"),
 }
 PHOTO_SITES = ("fashion-mnist",)
-_IMAGE_PATH = re.compile(r"^/images/([A-Za-z0-9_.-]+)\.png$")
-_DETAIL_PATH = re.compile(r"^/v1/images/([A-Za-z0-9_.-]+)/(thumb/)?$")
 
 
 @dataclass(frozen=True)
@@ -68,15 +58,14 @@ class FaultConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.latency_s <= 600.0:
-            raise ValueError(f"FaultConfig.latency_s must be in [0, 600], got {self.latency_s}")
-        for name in ("error_rate", "corrupt_rate"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"FaultConfig.{name} must be in [0, 1], got {value}")
+        check_number(self, "latency_s", 0.0, 600.0)
+        check_number(self, "error_rate", 0.0, 1.0)
+        check_number(self, "corrupt_rate", 0.0, 1.0)
+        check_int(self, "seed")
 
     @property
     def active(self) -> bool:
+        """Return whether any fault is switched on."""
         return bool(self.latency_s or self.error_rate or self.corrupt_rate)
 
 
@@ -103,9 +92,10 @@ class ServerConfig:
     verbose: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("max_page_size", "max_page", "max_results", "max_query_chars", "embed_batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ServerConfig.{name} must be >= 1, got {getattr(self, name)}")
+        check_ints(self, ("max_page_size", "max_page", "max_results", "max_query_chars", "embed_batch"), 1)
+        check_bool(self, "verbose")
+        if not isinstance(self.faults, FaultConfig):
+            fail(self, "faults", "be a FaultConfig")
 
 
 class BadRequest(ValueError):
@@ -122,11 +112,11 @@ class SearchApp:
     """The API's logic, independent of the HTTP plumbing (so it can be tested and timed alone)."""
 
     def __init__(
-        self, index: CaptionIndex, config: ServerConfig = ServerConfig(), target: str | None = None
+        self, index: CaptionIndex, config: ServerConfig | None = None, target: str | None = None
     ) -> None:
         self.index = index
         self.corpus: Corpus = index.corpus
-        self.config = config
+        self.config = config = config or ServerConfig()
         self.target = target
         self.embedder = BatchingEmbedder(
             index.embedder, max_batch=config.embed_batch, scorer=index.doc_scores
@@ -137,9 +127,11 @@ class SearchApp:
         self.requests = 0
 
     def close(self) -> None:
+        """Stop the worker and release what it holds."""
         self.embedder.close()
 
     def roll(self, probability: float) -> bool:
+        """Return True with ``probability`` (the fault dice, seeded by ``FaultConfig.seed``)."""
         if probability <= 0.0:
             return False
         with self._random_lock:
@@ -150,7 +142,7 @@ class SearchApp:
         if "q" not in params:
             raise BadRequest("q", "missing query parameter 'q'", "missing_query")
         try:
-            query = validate_query(params["q"][0], self.config.max_query_chars)
+            query = validate_query(params["q"][0], engine="ie-web", max_chars=self.config.max_query_chars)
         except InvalidQuery as exc:
             raise BadRequest("q", str(exc), "invalid_query") from None
         page_size = _int_param(params, "page_size", DEFAULT_PAGE_SIZE)
@@ -174,8 +166,11 @@ class SearchApp:
         return {**meta, "results": [self.describe(row, base_url) for row in rows]}
 
     def search_json(self, params: dict[str, list[str]], base_url: str) -> bytes:
-        """The same answer as :meth:`search`, serialised, from per-image JSON fragments cached per
-        base URL (an image's description never changes while the server runs)."""
+        """Return the same answer as :meth:`search`, serialised.
+
+        Built from per-image JSON fragments cached per base URL (an image's description never changes
+        while the server runs).
+        """
         meta, rows = self._ranked(params)
         fragments = self._fragments.setdefault(base_url, {})
         parts = []
@@ -213,7 +208,7 @@ class SearchApp:
             "source": site,
             "category": "photograph" if site in PHOTO_SITES else "illustration",
             "genres": None,
-            "filesize": int(corpus._lengths[row]),
+            "filesize": corpus.stored_size(row),
             "filetype": "png",
             "tags": [{"name": tag, "accuracy": None} for tag in corpus.tags(row)],
             "attribution": f'"{title}" by {creator or "unknown"} is licensed under {licence_text}.',
@@ -234,6 +229,7 @@ class SearchApp:
         return self.corpus.row(image_id)
 
     def health(self) -> dict:
+        """Return the ``/healthz`` answer."""
         return {
             "status": "ok",
             "corpus": self.corpus.name,
@@ -259,196 +255,3 @@ def corrupt(data: bytes, rng: random.Random) -> bytes:
     for i in range(len(tail)):
         tail[i] ^= rng.randrange(1, 256)
     return bytes(data[:keep]) + bytes(tail)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "ie-web/1"
-    timeout = 60
-    server: _Server
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
-        if self.server.app.config.verbose:
-            log.info("%s %s", self.address_string(), format % args)
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        app = self.server.app
-        app.requests += 1
-        split = urlsplit(self.path)
-        path = unquote(split.path)
-        faults = app.config.faults
-        if path != "/healthz" and faults.active:
-            if faults.latency_s:
-                time.sleep(faults.latency_s)
-            if app.roll(faults.error_rate):
-                self._json(503, {"error": "injected_fault", "detail": "fault injection: service unavailable"})
-                return
-        try:
-            if path in ("/v1/images/", "/v1/images"):
-                params = parse_qs(split.query, keep_blank_values=True)
-                body = app.search_json(params, self._base_url())
-                self._send(200, body, "application/json")
-            elif path == "/healthz":
-                self._json(200, app.health())
-            elif match := _IMAGE_PATH.match(path):
-                self._image(match.group(1))
-            elif match := _DETAIL_PATH.match(path):
-                if match.group(2):
-                    self._image(match.group(1))
-                else:
-                    row = app.image_row(match.group(1))
-                    if row is None:
-                        self._not_found(f"no image with id {match.group(1)!r}")
-                    else:
-                        self._json(200, app.describe(row, self._base_url()))
-            else:
-                self._not_found(f"no route for {path!r}")
-        except BadRequest as exc:
-            self._json(400, {"error": exc.code, "field": exc.field, "detail": exc.detail})
-        except Exception as exc:  # noqa: BLE001 - a server answers 500, it does not die
-            log.exception("internal error on %s", self.path)
-            self._json(500, {"error": "internal_error", "detail": f"{type(exc).__name__}: {exc}"})
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._json(405, {"error": "method_not_allowed", "detail": "only GET is supported"})
-
-    def _base_url(self) -> str:
-        host, port = self.server.server_address[:2]
-        if host in ("0.0.0.0", "", "::"):
-            return f"http://{self.headers.get('Host') or f'127.0.0.1:{port}'}"
-        return f"http://{host}:{port}"
-
-    def _image(self, image_id: str) -> None:
-        app = self.server.app
-        row = app.image_row(image_id)
-        if row is None:
-            self._not_found(f"no image with id {image_id!r}")
-            return
-        data = app.corpus.image_bytes(row)
-        if app.roll(app.config.faults.corrupt_rate):
-            with app._random_lock:
-                data = corrupt(data, app._random)
-        self._send(200, data, "image/png", extra={"Cache-Control": "public, max-age=86400"})
-
-    def _not_found(self, detail: str) -> None:
-        self._json(404, {"error": "not_found", "detail": detail})
-
-    def _json(self, status: int, body: dict) -> None:
-        self._send(status, json.dumps(body, separators=(",", ":")).encode(), "application/json")
-
-    def _send(self, status: int, data: bytes, content_type: str, extra: dict | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (extra or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-
-    def __init__(self, address: tuple[str, int], app: SearchApp) -> None:
-        self.app = app
-        super().__init__(address, _Handler)
-
-
-class WebServer:
-    """A running search server (see :func:`start_server`). Use as a context manager or call :meth:`stop`."""
-
-    def __init__(self, app: SearchApp, host: str, port: int) -> None:
-        self.app = app
-        self._server = _Server((host, port), app)
-        self.host = host
-        self.port = int(self._server.server_address[1])
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:8765`` (the search endpoint is ``url + '/v1/images/'``)."""
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def index(self) -> CaptionIndex:
-        return self.app.index
-
-    def start(self) -> WebServer:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        """Serve on the calling thread until interrupted."""
-        try:
-            self._server.serve_forever(poll_interval=0.2)
-        finally:
-            self._close()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=10)
-            self._thread = None
-        self._close()
-
-    def _close(self) -> None:
-        self._server.server_close()
-        self.app.close()
-
-    def __enter__(self) -> WebServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def build_index(
-    corpus: str | Corpus = "web",
-    target: str | TargetSet | None = None,
-    *,
-    progress: bool = True,
-    threads: int | None = None,
-) -> CaptionIndex:
-    """A caption index over ``corpus`` with ``target``'s images excluded."""
-    if isinstance(target, str):
-        target = load_target(target, corpus=corpus if isinstance(corpus, Corpus) else None, progress=progress)
-    if isinstance(corpus, str):
-        corpus = target.corpus if target is not None else open_corpus(corpus, progress=progress)
-    excluded = target.excluded_ids if target is not None else ()
-    return CaptionIndex(corpus, excluded, progress=progress, threads=threads)
-
-
-def start_server(
-    source: CaptionIndex | Corpus | str = "web",
-    *,
-    target: str | TargetSet | None = None,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    config: ServerConfig = ServerConfig(),
-    threads: int | None = None,
-    background: bool = True,
-) -> WebServer:
-    """Start the search server; ``port=0`` picks a free port (read it from ``.port`` / ``.url``).
-
-    Args:
-        source: an index (used as is), or a corpus / corpus name to index (excluding ``target``'s images).
-        target: target set name or object whose images the index excludes (ignored when ``source`` is an index).
-        host: address to bind; loopback by default.
-        port: TCP port, 0 for any free one.
-        config: API limits and fault injection.
-        threads: torch threads for query embedding (default ``$IE_ENV_THREADS`` or 1).
-        background: serve on a daemon thread and return at once; if False, call ``serve_forever()``.
-    """
-    import torch
-
-    torch.set_num_threads(threads or int(os.environ.get("IE_ENV_THREADS", "1")))
-    index = source if isinstance(source, CaptionIndex) else build_index(source, target, progress=False)
-    name = target if isinstance(target, str) else (target.name if target is not None else None)
-    index.embedder.embed(["warm-up query"])
-    server = WebServer(SearchApp(index, config, target=name), host, port)
-    return server.start() if background else server

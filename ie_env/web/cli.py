@@ -4,6 +4,9 @@ ie-web build [--corpus web] [--target ocp-10 ...]     corpus parts, caption embe
 ie-web serve --port 8765 [--target ocp-10]            Openverse-compatible search API on 127.0.0.1
 ie-web info [--corpus web] [--target ocp-10] [--json] counts per site, sizes, build times, target split
 ie-web search "owl" [-n 10] [--target ocp-10]         rank in process, no HTTP
+
+These commands run as processes of their own, so they (and only they) set torch's process-wide thread
+count, from ``--threads``; the library underneath never does.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def _human_bytes(n: int) -> str:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    """Build a corpus, its caption embeddings and index, image arrays and target sets."""
     from ie_env.web.corpus import open_corpus
     from ie_env.web.index import CaptionIndex
     from ie_env.web.targets import load_target
@@ -51,7 +55,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     corpus = open_corpus(_corpus_name(args), progress=progress)
     timings["corpus"] = time.perf_counter() - start
     start = time.perf_counter()
-    index = CaptionIndex(corpus, progress=progress, threads=args.threads)
+    index = CaptionIndex(corpus, progress=progress)
     timings["caption embeddings + index"] = time.perf_counter() - start
     for size in args.sizes:
         start = time.perf_counter()
@@ -81,6 +85,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    """Print counts per site, sizes, build times and a target's split."""
     from ie_env.web.corpus import open_corpus
     from ie_env.web.targets import load_target
 
@@ -115,9 +120,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    """Rank a query in process and print the results."""
     from ie_env.web.server import build_index
 
-    index = build_index(_corpus_name(args), args.target, progress=not args.no_progress, threads=args.threads)
+    index = build_index(_corpus_name(args), args.target, progress=not args.no_progress)
     corpus = index.corpus
     for rank, hit in enumerate(index.search(args.query, args.n)):
         print(
@@ -127,6 +133,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the Openverse-compatible search API until interrupted."""
     from ie_env.web.server import FaultConfig, ServerConfig, build_index, start_server
 
     try:  # numpy's BLAS threads spin between the server's small matrix products and waste CPU
@@ -137,14 +144,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         pass
     faults = FaultConfig(args.latency, args.error_rate, args.corrupt_rate, args.fault_seed)
     config = ServerConfig(faults=faults, verbose=args.verbose, max_page=args.max_page)
-    index = build_index(_corpus_name(args), args.target, progress=not args.no_progress, threads=args.threads)
+    index = build_index(_corpus_name(args), args.target, progress=not args.no_progress)
     server = start_server(
         index,
         target=args.target,
         host=args.host,
         port=args.port,
         config=config,
-        threads=args.threads,
         background=False,
     )
     print(
@@ -163,6 +169,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    """Return the ``ie-web`` argument parser."""
     top = argparse.ArgumentParser(prog="ie-web", description="Build, serve and inspect the offline web.")
     sub = top.add_subparsers(dest="command", required=True)
 
@@ -213,8 +220,19 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _set_threads(threads: int | None) -> None:
+    """Set torch's process-wide thread count (this process runs alone: the command line owns it)."""
+    if threads is None:
+        return
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``ie-web`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     args = parser().parse_args(argv)
+    _set_threads(getattr(args, "threads", None))
     try:
         return args.func(args)
     except SetupError as exc:

@@ -6,9 +6,7 @@ the other bird photos the real web holds beside a bird dataset. Target-train and
 their aliases, which are the same corpus records) are excluded from the search index, so search can only
 find *other* images of the same kind.
 
-Presets: ``ocp-10`` and ``ocp-30`` (clip-art categories, searched on the full ``web``), ``fmnist``
-(Fashion-MNIST *test* images; the shop site's 60,000 training images stay on the web) and ``gen-4`` (four
-shape categories of the generated corpus, for tests without Debian packages). Any list of category paths,
+The named presets and the split live in :mod:`ie_env.web.target_presets`. Any list of category paths,
 or a folder of the user's own images (sub-folders = optional labels), works too.
 
 Every web image's relevance (its ground-truth category, or one of its aliases' categories, lies within a
@@ -20,162 +18,25 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from ie_env.web.corpus import Corpus, open_corpus
-from ie_env.web.sources import FASHION_CLASSES
+from ie_env.web.target_presets import PRESETS, SplitConfig, TargetPreset
 
-
-@dataclass(frozen=True)
-class SplitConfig:
-    """How each target category is split.
-
-    Attributes:
-        train: share of a category's images that become unlabeled target-train images.
-        test: share that become labeled target-test images (the rest stays on the web).
-        seed: seed of the split.
-        per_category: if set, at most this many images per category are used (sampled with the seed);
-            the others stay where they are.
-    """
-
-    train: float = 0.4
-    test: float = 0.2
-    seed: int = 0
-    per_category: int | None = None
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.train < 1.0:
-            raise ValueError(f"SplitConfig.train must be in (0, 1), got {self.train}")
-        if not 0.0 < self.test < 1.0:
-            raise ValueError(f"SplitConfig.test must be in (0, 1), got {self.test}")
-        if self.train + self.test > 1.0 + 1e-9:
-            raise ValueError(f"SplitConfig.train + test must be <= 1, got {self.train} + {self.test}")
-        if self.per_category is not None and self.per_category < 2:
-            raise ValueError(f"SplitConfig.per_category must be >= 2 or None, got {self.per_category}")
-
-
-@dataclass(frozen=True)
-class TargetPreset:
-    """A named target set.
-
-    Attributes:
-        name: preset name.
-        corpus: the web corpus the agent searches (a corpus preset name).
-        categories: category path prefixes, one per class.
-        class_names: readable class names, same order.
-        image_corpus: where the target images come from (None: from ``corpus`` itself, held out of it).
-        split: the split.
-        description: one line for ``ie-web info``.
-    """
-
-    name: str
-    corpus: str
-    categories: tuple[str, ...]
-    class_names: tuple[str, ...]
-    image_corpus: str | None = None
-    split: SplitConfig = field(default_factory=SplitConfig)
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        if len(self.categories) != len(self.class_names) or not self.categories:
-            raise ValueError(
-                f"TargetPreset {self.name!r}: categories and class_names must be non-empty, same length"
-            )
-
-
-def _ocp(paths: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    return tuple(f"openclipart/{p}" for p in paths), tuple(
-        p.rsplit("/", 1)[-1].replace("_", " ") for p in paths
-    )
-
-
-_OCP10 = (
-    "animals/birds",
-    "animals/bugs",
-    "food/fruit",
-    "food/desserts",
-    "food/beverages",
-    "plants/flowers",
-    "buildings/homes",
-    "transportation/boating",
-    "recreation/music",
-    "computer/hardware",
-)
-_OCP30 = (
-    "animals/birds",
-    "animals/bugs",
-    "animals/fish",
-    "animals/dinosaurs",
-    "animals/mammals/big_cats",
-    "animals/mammals/housecats",
-    "animals/mammals/horses",
-    "food/fruit",
-    "food/desserts",
-    "food/beverages",
-    "food/breads_and_carbs",
-    "food/meats_and_eggs",
-    "food/vegetables",
-    "plants/flowers",
-    "buildings/homes",
-    "buildings/furniture",
-    "transportation/boating",
-    "transportation/vehicles",
-    "recreation/music",
-    "recreation/sports",
-    "recreation/toys",
-    "tools/weapons",
-    "people/clothing/hats",
-    "signs_and_symbols/clocks",
-    "signs_and_symbols/weather",
-    "education/books",
-    "office/telephone",
-    "computer/hardware",
-    "geography/astronomy",
-    "electronics/bulb",
-)
-_FMNIST = (
-    "t-shirt-top",
-    "trouser",
-    "pullover",
-    "dress",
-    "coat",
-    "sandal",
-    "shirt",
-    "sneaker",
-    "bag",
-    "ankle-boot",
-)
-_GEN4 = ("circle", "square", "triangle", "star")
-
-PRESETS: dict[str, TargetPreset] = {
-    "ocp-10": TargetPreset(
-        "ocp-10",
-        "web",
-        *_ocp(_OCP10),
-        description="10 clip-art object categories (>= 28 images each), 40/20/40",
-    ),
-    "ocp-30": TargetPreset("ocp-30", "web", *_ocp(_OCP30), description="30 clip-art categories, 40/20/40"),
-    "fmnist": TargetPreset(
-        "fmnist",
-        "web",
-        tuple(f"fashion-mnist/{c}" for c in _FMNIST),
-        FASHION_CLASSES,
-        image_corpus="fashion-mnist-test",
-        split=SplitConfig(train=0.5, test=0.5, per_category=100),
-        description="Fashion-MNIST test images, 100 per class, 50/50; the 60k-photo shop stays on the web",
-    ),
-    "gen-4": TargetPreset(
-        "gen-4",
-        "generated",
-        tuple(f"generated/{c}" for c in _GEN4),
-        _GEN4,
-        description="4 shape categories of the generated corpus (tests, no Debian packages), 40/20/40",
-    ),
-}
+__all__ = [
+    "PRESETS",
+    "SplitConfig",
+    "TargetPreset",
+    "TargetSet",
+    "UnknownTargetError",
+    "category_matches",
+    "load_target",
+    "split_categories",
+]
 
 
 class UnknownTargetError(ValueError):
@@ -274,6 +135,7 @@ class TargetSet:
         return int((self.relevant_mask & ~excluded).sum())
 
     def info(self) -> dict:
+        """Return the split's counts and what it removes from the index, for ``ie-web info``."""
         return {
             "name": self.name,
             "corpus": self.corpus.name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ie_env.web.corpus import BuildConfig, letterbox, open_corpus, part_dir
+from ie_env.download.decode import DecodeSpec, decode_image
+from ie_env.web.corpus import BuildConfig, open_corpus, part_dir
 from ie_env.web.sources import FolderSource, GeneratedSource, parse_svg_metadata, words_from_name
 
 
@@ -45,18 +47,27 @@ def test_generated_images_decode_and_match_their_category(generated) -> None:
         assert (pixels != 255).any(axis=2).mean() > 0.02
 
 
-def test_load_images_is_cached_and_matches_letterbox(generated) -> None:
+def test_load_images_is_cached_and_made_by_the_downloaders_decoder(generated) -> None:
     corpus, _ = generated
     ids = [corpus.ids[5], corpus.ids[100], corpus.ids[5]]
     arrays = corpus.load_images(ids, size=32, progress=False)
     assert arrays.shape == (3, 32, 32, 3) and arrays.dtype == np.uint8
     np.testing.assert_array_equal(arrays[0], arrays[2])
-    np.testing.assert_array_equal(arrays[1], letterbox(corpus.open_image(100), 32))
+    served = decode_image(
+        corpus.image_bytes(100), DecodeSpec(image_size=32, resize_mode="border", min_size=1)
+    )
+    np.testing.assert_array_equal(arrays[1], served.image)
+    sha256, phash = corpus.image_hashes(32)
+    assert len(sha256) == len(phash) == len(corpus) and phash.dtype == np.uint64
+    assert (
+        int(phash[100]) == served.phash and sha256[100] == hashlib.sha256(corpus.image_bytes(100)).hexdigest()
+    )
     path = corpus.array_path(32)
     mtime = path.stat().st_mtime_ns
     everything = corpus.load_images(None, size=32, progress=False)
     assert everything.shape == (320, 32, 32, 3)
     assert path.stat().st_mtime_ns == mtime
+    assert "decode-border" in path.name  # the preprocessing is part of the cache key
     with pytest.raises(ValueError, match="size"):
         corpus.load_images(ids, size=4)
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from ie_env.web.corpus import open_corpus
 from ie_env.web.index import CaptionIndex
-from ie_env.web.server import FaultConfig, ServerConfig, corrupt, start_server
+from ie_env.web.server import FaultConfig, ServerConfig, build_index, corrupt, start_server
 from ie_env.web.targets import load_target
 
 pytestmark = pytest.mark.model
@@ -205,3 +205,77 @@ def test_search_json_fast_path_matches_search(tmp_path, monkeypatch):
             assert _json.loads(app.search_json(params, "http://127.0.0.1:1")) == expected
     finally:
         app.close()
+
+
+def test_starting_a_server_leaves_the_callers_torch_threads_alone(index) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        with start_server(index):
+            assert torch.get_num_threads() == 3
+        build_index(index.corpus, progress=False, threads=2)  # scoped to the caption embedding
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+TRICKY_QUERIES = [
+    "owl", "  owl  ", "owl & cat", "a=b", "50% off", "#hashtag", "x+y", "?q=1&page=2", "/v1/images/",
+    "naïve café", "🦉 owl", "chouette\u00a0effraie", "\u00a0\u00a0", "\u200bzero width", "\ufeffbom",
+    "tab\there", "new\nline", "nul\x00", "del\x7f", "nel\x85", "ls\u2028", "ps\u2029", "lone \ud800",
+    "", "   ", "\t\n", "x" * 1000, "x" * 1001, " " + "y" * 999, "é" * 1000, "🦉" * 1000, "%00", "%0A",
+    "'; DROP TABLE images; --", "<script>alert(1)</script>", "\\", '"quoted"', "~!@$^*()_[]{}|;:,.<>",
+]  # fmt: skip
+
+
+def test_every_query_the_client_accepts_the_server_accepts(server) -> None:
+    from ie_env.search import make_engine
+    from ie_env.search.base import SearchError, validate_query
+
+    engine = make_engine("local", base_url=server.url)
+    accepted = 0
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for query in TRICKY_QUERIES:
+            try:
+                text = validate_query(query, 5, "client")
+            except SearchError:
+                continue
+            accepted += 1
+            result = engine.search(query, 5)
+            assert result.ok and len(result.hits) == 5, (query, result.error)
+            response = http.get("/v1/images/", params={"q": text, "page_size": 5})
+            assert response.status_code == 200, (query, response.text)
+    assert 20 <= accepted < len(TRICKY_QUERIES)
+
+
+def test_corpus_arrays_equal_what_the_downloader_makes_of_the_served_bytes(server, client, target) -> None:
+    """One preprocessing: load_images / image_hashes match Downloader.fetch on the served URL."""
+    import numpy as np
+
+    from ie_env.download import DownloadConfig, Downloader
+
+    corpus = target.corpus
+    body = client.get("/v1/images/", params={"q": "colourful shapes", "page_size": 12}).json()
+    ids = [result["id"] for result in body["results"]]
+    urls = [result["url"] for result in body["results"]]
+    size = 32
+    config = DownloadConfig(
+        image_size=size,
+        resize_mode="border",
+        allowed_hosts=(f"127.0.0.1:{server.port}",),
+        dedup=False,
+        processes=0,
+        respect_robots=False,
+    )
+    with Downloader(config) as downloader:
+        batch = downloader.fetch(urls)
+    arrays = corpus.load_images(ids, size, progress=False)
+    sha256, phash = corpus.image_hashes(size, progress=False)
+    for image_id, download, array in zip(ids, batch.downloads, arrays, strict=True):
+        assert download.status == "ok", download
+        row = corpus.row(image_id)
+        np.testing.assert_array_equal(download.image, array)
+        assert download.phash == int(phash[row])
+        assert download.sha256 == sha256[row]
