@@ -1,4 +1,4 @@
-"""Search engines: one query in, ranked image hits out (see ``base.py`` for the interface).
+"""Search engines: one query in, ranked image hits out.
 
 ``make_engine(name, **kwargs)`` builds an engine by name:
 
@@ -9,6 +9,14 @@
 
 ``replay=PATH`` (and ``replay_mode=`` "auto" | "record" | "replay") wraps any of them in a
 :class:`~ie_env.search.replay.ReplayEngine`.
+
+Layout: ``base`` (hits, results, ``validate_query``, the engine protocol); ``_paged`` (what the HTTP
+engines share: URL check, limiter choice, client, paging loop); ``openverse``, ``wikimedia`` and
+``flickr`` (each only its endpoint, parameters, response parsing and licences); ``http`` (the sync
+JSON client with timeouts, retries and redaction), ``ratelimit`` (token buckets, ``Retry-After``) and
+``credentials`` (secrets from the environment, redacted everywhere); ``caption_index`` (in-process
+caption search); ``replay`` (record/replay store). A new HTTP engine subclasses
+:class:`~ie_env.search._paged.PagedJsonEngine` and is added to :data:`ENGINES`.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ import httpx
 import ie_env
 from ie_env.search.credentials import redact
 from ie_env.search.ratelimit import RateLimiter, parse_retry_after
+from ie_env.validate import check_int, check_ints, check_numbers, check_text
 
 log = logging.getLogger(__name__)
 
@@ -69,24 +70,11 @@ class HttpConfig:
     user_agent: str = field(default_factory=default_user_agent)
 
     def __post_init__(self) -> None:
-        for name in ("connect_timeout_s", "read_timeout_s", "total_timeout_s"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not value > 0:
-                raise ValueError(f"HttpConfig.{name} must be > 0, got {value!r}")
-        for name in ("max_retries", "max_429_retries"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"HttpConfig.{name} must be an int >= 0, got {value!r}")
-        if self.retry_backoff_s < 0 or self.max_retry_after_s < 0:
-            raise ValueError(
-                f"HttpConfig back-offs must be >= 0, got {self.retry_backoff_s!r}, {self.max_retry_after_s!r}"
-            )
-        if not isinstance(self.max_response_bytes, int) or self.max_response_bytes < 1024:
-            raise ValueError(
-                f"HttpConfig.max_response_bytes must be >= 1024, got {self.max_response_bytes!r}"
-            )
-        if not self.user_agent or any(ch in self.user_agent for ch in "\r\n"):
-            raise ValueError(f"HttpConfig.user_agent must be one non-empty line, got {self.user_agent!r}")
+        check_numbers(self, ("connect_timeout_s", "read_timeout_s", "total_timeout_s"), 0, low_open=True)
+        check_ints(self, ("max_retries", "max_429_retries"), 0)
+        check_numbers(self, ("retry_backoff_s", "max_retry_after_s"), 0)
+        check_int(self, "max_response_bytes", 1024)
+        check_text(self, "user_agent")
 
 
 @dataclass(frozen=True)
@@ -159,6 +147,7 @@ class JsonHttp:
         return f"JsonHttp(limiter={self.limiter!r})"
 
     def close(self) -> None:
+        """Close the connection pool."""
         self._client.close()
 
     def __enter__(self) -> JsonHttp:
@@ -209,22 +198,10 @@ class JsonHttp:
                 return None, f"timed out after {cfg.total_timeout_s:g} s"
             reply, reason, retryable = self._once(method, url, params, data, headers, deadline)
             if reply is not None and reply.status == 429:
-                wait = parse_retry_after(reply.headers.get("retry-after"))
-                shown = "no Retry-After" if wait is None else f"Retry-After {wait:.0f} s"
-                if wait is None:
-                    wait = cfg.retry_backoff_s * (2**tries_429)
-                if self.limiter is not None:
-                    self.limiter.block_for(wait)
-                if (
-                    tries_429 >= cfg.max_429_retries
-                    or wait > cfg.max_retry_after_s
-                    or self.clock() + wait >= deadline
-                ):
-                    return None, f"HTTP 429 Too Many Requests ({shown}); gave up after {tries_429 + 1} tries"
+                refused = self._wait_out_429(reply, tries_429, deadline)
+                if refused is not None:
+                    return None, refused
                 tries_429 += 1
-                log.info("429 from server, waiting %.1f s", wait)
-                if self.limiter is None:
-                    self.sleep(wait)
                 continue
             if reply is not None and reply.status in RETRY_STATUSES:
                 retryable, reason = True, f"HTTP {reply.status}"
@@ -239,6 +216,27 @@ class JsonHttp:
                 return None, f"{reason}; no time left to retry"
             tries_5xx += 1
             self.sleep(backoff)
+
+    def _wait_out_429(self, reply: HttpReply, tries: int, deadline: float) -> str | None:
+        """Hold requests back for a 429's ``Retry-After``; the reason to give up, or None after waiting.
+
+        The limiter (when there is one) is blocked for the wait, so the next ``acquire`` sleeps it;
+        without a limiter this sleeps. Waits past ``max_retry_after_s``, past the deadline or after
+        ``max_429_retries`` answers are refused instead.
+        """
+        cfg = self.config
+        wait = parse_retry_after(reply.headers.get("retry-after"))
+        shown = "no Retry-After" if wait is None else f"Retry-After {wait:.0f} s"
+        if wait is None:
+            wait = cfg.retry_backoff_s * (2**tries)
+        if self.limiter is not None:
+            self.limiter.block_for(wait)
+        if tries >= cfg.max_429_retries or wait > cfg.max_retry_after_s or self.clock() + wait >= deadline:
+            return f"HTTP 429 Too Many Requests ({shown}); gave up after {tries + 1} tries"
+        log.info("429 from server, waiting %.1f s", wait)
+        if self.limiter is None:
+            self.sleep(wait)
+        return None
 
     def _once(
         self,

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ie_env.validate import check_int, check_number
+
 
 @dataclass(frozen=True)
 class Rate:
@@ -35,13 +37,12 @@ class Rate:
     label: str = ""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.count, int) or self.count < 1:
-            raise ValueError(f"Rate.count must be a positive int, got {self.count!r}")
-        if not self.per_s > 0 or not math.isfinite(self.per_s):
-            raise ValueError(f"Rate.per_s must be a positive finite number, got {self.per_s!r}")
+        check_int(self, "count", 1)
+        check_number(self, "per_s", 0, low_open=True)
 
     @property
     def describe(self) -> str:
+        """The limit as the provider documents it, e.g. "5/hour" (or "count/per_s" without a label)."""
         return self.label or f"{self.count}/{self.per_s:g}s"
 
 
@@ -63,8 +64,7 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if max_wait_s < 0:
-            raise ValueError(f"max_wait_s must be >= 0, got {max_wait_s!r}")
+        check_number(self, "max_wait_s", 0, value=max_wait_s)
         self.rates = tuple(rates)
         self.max_wait_s = float(max_wait_s)
         self.clock = clock

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from ie_env.search.base import SearchEngine, SearchHit, SearchResult, validate_query
 from ie_env.search.credentials import redact
+from ie_env.validate import check_choice
 
 Mode = Literal["record", "replay", "auto"]
 MODES = ("record", "replay", "auto")
@@ -103,12 +104,14 @@ class ReplayStore:
             return int(self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
 
     def keys(self) -> list[tuple[str, str, int]]:
+        """Every recorded (engine, query, n), oldest first."""
         with self._lock:
             return [
                 tuple(row) for row in self._db.execute("SELECT engine, query, n FROM results ORDER BY rowid")
             ]
 
     def close(self) -> None:
+        """Close the database."""
         with self._lock:
             self._db.close()
 
@@ -126,8 +129,7 @@ class ReplayEngine:
     def __init__(
         self, inner: SearchEngine | None, path: str | Path, mode: Mode = "auto", name: str | None = None
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"ReplayEngine: mode must be one of {MODES}, got {mode!r}")
+        check_choice(self, "mode", MODES, value=mode)
         if inner is None and mode != "replay":
             raise ValueError(f"ReplayEngine: mode {mode!r} needs an inner engine")
         if inner is None and name is None:
@@ -170,6 +172,7 @@ class ReplayEngine:
         return result
 
     def close(self) -> None:
+        """Close the store and the inner engine (when it has ``close``)."""
         self.store.close()
         close = getattr(self.inner, "close", None)
         if callable(close):

@@ -7,28 +7,24 @@ parameters are in ``continue`` (``gsroffset``). Licence comes from ``extmetadata
 
 Etiquette (Wikimedia API policy): a descriptive User-Agent with contact information (set
 ``IE_ENV_CONTACT`` to an e-mail or URL of yours), serial requests, ``maxlag=5``, and ``Retry-After``
-honoured. The default limiter allows about one request per second.
+honoured. The default limiter allows about one request per second. URL checks, limiter, HTTP client
+and the paging loop are shared with the other HTTP engines in :mod:`ie_env.search._paged`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from urllib.parse import urlsplit
+from typing import Any
 
-from ie_env.search.base import SearchHit, SearchResult, rank_hits, validate_query
-from ie_env.search.credentials import redact
-from ie_env.search.http import (
-    HttpConfig,
-    HttpReply,
-    JsonHttp,
-    default_user_agent,
-    describe_status,
-    is_loopback_url,
-)
-from ie_env.search.ratelimit import Rate, RateLimiter, parse_retry_after, shared_limiter
+from ie_env.search._paged import Page, PagedJsonEngine, PageParams, as_int, http_url, json_object
+from ie_env.search.base import SearchHit
+from ie_env.search.http import HttpConfig, HttpReply, default_user_agent
+from ie_env.search.ratelimit import Rate, parse_retry_after
+from ie_env.validate import check_int, fail
 
 LIVE_URL = "https://commons.wikimedia.org/w/api.php"
 CONTACT_ENV = "IE_ENV_CONTACT"
@@ -37,6 +33,7 @@ MAX_OFFSET = 10_000
 DEFAULT_RATES = (Rate(3, 3.0, "1/s, burst 3"), Rate(200, 60.0, "200/min"))
 IMAGE_MIMES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/tiff"})
 EXTMETADATA_FIELDS = "LicenseShortName|License|LicenseUrl|ImageDescription|Artist|Categories"
+MAXLAG_TRIES = 3
 _TAG_RE = re.compile(r"<[^>]+>")
 
 
@@ -55,7 +52,7 @@ def licence_code(short_name: str) -> str:
     return text
 
 
-class WikimediaEngine:
+class WikimediaEngine(PagedJsonEngine):
     """Search Wikimedia Commons files (bitmaps by default).
 
     Args:
@@ -67,9 +64,12 @@ class WikimediaEngine:
         contact: contact info for the User-Agent (default ``$IE_ENV_CONTACT`` or the project URL).
         http: timeouts and limits (its ``user_agent`` is replaced by the descriptive one unless set).
         rates: rate limits (default about 1/s; none for a loopback base_url).
+        env: where ``IE_ENV_CONTACT`` is read (default ``os.environ``).
         clock: monotonic seconds (injectable).
         sleep: sleeps seconds (injectable).
     """
+
+    provider = "wikimedia"
 
     def __init__(
         self,
@@ -86,121 +86,84 @@ class WikimediaEngine:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"WikimediaEngine: base_url must be an http(s) URL, got {base_url!r}")
-        if not 16 <= thumb_width <= 4096:
-            raise ValueError(f"WikimediaEngine: thumb_width must be in [16, 4096], got {thumb_width!r}")
-        if not 1 <= max_page_size <= MAX_PAGE_SIZE:
-            raise ValueError(
-                f"WikimediaEngine: max_page_size must be in [1, {MAX_PAGE_SIZE}], got {max_page_size!r}"
-            )
-        if not re.fullmatch(r"[a-z|]*", filetype):
-            raise ValueError(
-                f"WikimediaEngine: filetype must be like 'bitmap' or 'bitmap|drawing', got {filetype!r}"
-            )
-        self.base_url = base_url
-        self.name = name
+        check_int(self, "thumb_width", 16, 4096, value=thumb_width)
+        check_int(self, "max_page_size", 1, MAX_PAGE_SIZE, value=max_page_size)
+        if not isinstance(filetype, str) or not re.fullmatch(r"[a-z|]*", filetype):
+            fail(self, "filetype", "be like 'bitmap' or 'bitmap|drawing'", filetype)
         self.thumb_width = thumb_width
         self.filetype = filetype
         self.max_page_size = max_page_size
-        local = is_loopback_url(base_url)
-        source = os.environ if env is None else env
-        contact = contact or source.get(CONTACT_ENV) or None
+        contact = contact or (os.environ if env is None else env).get(CONTACT_ENV) or None
         config = http or HttpConfig()
         if http is None or http.user_agent == HttpConfig().user_agent:
-            from dataclasses import replace
-
-            config = replace(config, user_agent=default_user_agent(contact))
-        if rates is None:
-            rates = () if local else DEFAULT_RATES
-        if clock is time.monotonic and sleep is time.sleep and rates:
-            limiter = shared_limiter(f"wikimedia@{parts.hostname}", rates)
-        else:
-            limiter = RateLimiter(rates, clock=clock, sleep=sleep)
-        self.http = JsonHttp(config, limiter=limiter, trust_env=not local, clock=clock, sleep=sleep)
-        self.clock = clock
+            config = dataclasses.replace(config, user_agent=default_user_agent(contact))
+        super().__init__(
+            base_url,
+            name=name,
+            http=config,
+            rates=rates,
+            default_rates=DEFAULT_RATES,
+            clock=clock,
+            sleep=sleep,
+        )
 
     def __repr__(self) -> str:
         return f"WikimediaEngine(base_url={self.base_url!r}, name={self.name!r})"
 
-    def close(self) -> None:
-        self.http.close()
+    def _first_page(self, wanted: int) -> PageParams:
+        return {}
 
-    def search(self, query: str, n: int) -> SearchResult:
-        """Return up to ``n`` image hits, best first, following ``continue``; errors as values."""
-        text = validate_query(query, n, self.name)
-        started = self.clock()
-        deadline = started + self.http.config.total_timeout_s
-        search_text = f"filetype:{self.filetype} {text}" if self.filetype else text
-        cont: dict[str, str] = {}
-        hits: list[SearchHit] = []
-        note = None
-        pages_done = 0
-        while len({h.url for h in hits}) < n:
-            params: dict[str, str | int] = {
-                "action": "query",
-                "format": "json",
-                "formatversion": 2,
-                "generator": "search",
-                "gsrsearch": search_text,
-                "gsrnamespace": 6,
-                "gsrlimit": min(self.max_page_size, max(1, n - len(hits))),
-                "prop": "imageinfo",
-                "iiprop": "url|size|mime|extmetadata",
-                "iiurlwidth": self.thumb_width,
-                "iiextmetadatafilter": EXTMETADATA_FIELDS,
-                "maxlag": 5,
-                **cont,
-            }
-            reply, reason = self._request(params, deadline)
-            if reply is not None and reply.status != 200:
-                reply, reason = None, describe_status(reply)
-            data = reply.data if reply is not None else None
-            if reason is None and not isinstance(data, dict):
-                reason = "unexpected response (not a JSON object)"
-            if reason is None and isinstance(data.get("error"), dict):
-                error = data["error"]
-                reason = f"API error {error.get('code', '?')}: {str(error.get('info', ''))[:200]}"
-            if reason is not None:
-                if not hits:
-                    return SearchResult(
-                        engine=self.name,
-                        query=text,
-                        error=redact(f"{self.name}: {reason}"),
-                        seconds=self.clock() - started,
-                    )
-                note = f"page {pages_done + 1} failed ({reason}); returned {len(hits)} hits"
-                break
-            pages_done += 1
-            hits.extend(self._page_hits(data))
-            next_cont = data.get("continue")
-            if not isinstance(next_cont, dict) or "gsroffset" not in next_cont:
-                break
-            cont = {str(k): str(v) for k, v in next_cont.items()}
-            offset = next_cont.get("gsroffset")
-            if not isinstance(offset, int | str) or int(offset) >= MAX_OFFSET:
-                break
-        return SearchResult(
-            engine=self.name, query=text, hits=rank_hits(hits, n), seconds=self.clock() - started, note=note
-        )
+    def _fetch_page(self, text: str, params: PageParams, missing: int, deadline: float) -> Page | str:
+        request: PageParams = {
+            "action": "query",
+            "format": "json",
+            "formatversion": 2,
+            "generator": "search",
+            "gsrsearch": f"filetype:{self.filetype} {text}" if self.filetype else text,
+            "gsrnamespace": 6,
+            "gsrlimit": min(self.max_page_size, max(1, missing)),
+            "prop": "imageinfo",
+            "iiprop": "url|size|mime|extmetadata",
+            "iiurlwidth": self.thumb_width,
+            "iiextmetadatafilter": EXTMETADATA_FIELDS,
+            "maxlag": 5,
+            **params,
+        }
+        data, reason = json_object(*self._request(request, deadline))
+        if reason is not None:
+            return reason
+        assert data is not None
+        error = data.get("error")
+        if isinstance(error, dict):
+            return f"API error {error.get('code', '?')}: {str(error.get('info', ''))[:200]}"
+        hits = self._page_hits(data)
+        next_cont = data.get("continue")
+        if not isinstance(next_cont, dict) or "gsroffset" not in next_cont:
+            return Page(hits, None)
+        offset = as_int(next_cont.get("gsroffset"))
+        if offset is None or offset >= MAX_OFFSET:
+            return Page(hits, None)
+        return Page(hits, {str(key): str(value) for key, value in next_cont.items()})
 
-    def _request(self, params: dict, deadline: float) -> tuple[HttpReply | None, str | None]:
+    def _request(self, params: PageParams, deadline: float) -> tuple[HttpReply | None, str | None]:
         """One API call; a ``maxlag`` refusal is waited out (its Retry-After, bounded) up to twice."""
-        for _ in range(3):
+        for _ in range(MAXLAG_TRIES):
             reply, reason = self.http.request_json("GET", self.base_url, params=params, deadline=deadline)
             data = reply.data if reply is not None else None
             error = data.get("error") if isinstance(data, dict) else None
             if not (isinstance(error, dict) and error.get("code") == "maxlag"):
                 return reply, reason
+            assert reply is not None
             wait = parse_retry_after(reply.headers.get("retry-after")) or 5.0
             if wait > self.http.config.max_retry_after_s or self.clock() + wait >= deadline:
                 return reply, reason
             self.http.sleep(wait)
         return reply, reason
 
-    def _page_hits(self, data: dict) -> list[SearchHit]:
-        pages = (data.get("query") or {}).get("pages") if isinstance(data.get("query"), dict) else None
+    def _page_hits(self, data: dict[str, Any]) -> list[SearchHit]:
+        """The image hits of one answer, in search-rank (``index``) order."""
+        query = data.get("query")
+        pages = query.get("pages") if isinstance(query, dict) else None
         if isinstance(pages, dict):
             pages = list(pages.values())
         if not isinstance(pages, list):
@@ -209,40 +172,36 @@ class WikimediaEngine:
             (page for page in pages if isinstance(page, dict)),
             key=lambda page: page.get("index") if isinstance(page.get("index"), int) else 1 << 30,
         )
-        hits = []
-        for page in ordered:
-            info = page.get("imageinfo")
-            if not isinstance(info, list) or not info or not isinstance(info[0], dict):
-                continue
-            info = info[0]
-            url = info.get("url")
-            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-                continue
-            if info.get("mime") not in IMAGE_MIMES:
-                continue
-            meta = info.get("extmetadata") if isinstance(info.get("extmetadata"), dict) else {}
-            title = str(page.get("title") or "")
-            title = title.split(":", 1)[1] if title.startswith("File:") else title
-            title = title.rsplit(".", 1)[0] if "." in title else title
-            categories = _meta_value(meta, "Categories")
-            hits.append(
-                SearchHit(
-                    url=url,
-                    title=title,
-                    engine=self.name,
-                    id=str(page.get("pageid") or ""),
-                    thumbnail=info.get("thumburl") if isinstance(info.get("thumburl"), str) else None,
-                    license=licence_code(_meta_value(meta, "LicenseShortName")),
-                    source="wikimedia_commons",
-                    width=info.get("width") if isinstance(info.get("width"), int) else None,
-                    height=info.get("height") if isinstance(info.get("height"), int) else None,
-                    tags=tuple(cat for cat in categories.split("|") if cat) if categories else (),
-                )
-            )
-        return hits
+        return [hit for page in ordered if (hit := self._hit(page)) is not None]
+
+    def _hit(self, page: dict[str, Any]) -> SearchHit | None:
+        info = page.get("imageinfo")
+        if not isinstance(info, list) or not info or not isinstance(info[0], dict):
+            return None
+        info = info[0]
+        url = http_url(info.get("url"))
+        if url is None or info.get("mime") not in IMAGE_MIMES:
+            return None
+        meta = info.get("extmetadata") if isinstance(info.get("extmetadata"), dict) else {}
+        title = str(page.get("title") or "")
+        title = title.split(":", 1)[1] if title.startswith("File:") else title
+        title = title.rsplit(".", 1)[0] if "." in title else title
+        categories = _meta_value(meta, "Categories")
+        return SearchHit(
+            url=url,
+            title=title,
+            engine=self.name,
+            id=str(page.get("pageid") or ""),
+            thumbnail=info.get("thumburl") if isinstance(info.get("thumburl"), str) else None,
+            license=licence_code(_meta_value(meta, "LicenseShortName")),
+            source="wikimedia_commons",
+            width=info.get("width") if isinstance(info.get("width"), int) else None,
+            height=info.get("height") if isinstance(info.get("height"), int) else None,
+            tags=tuple(cat for cat in categories.split("|") if cat) if categories else (),
+        )
 
 
-def _meta_value(meta: dict, key: str) -> str:
+def _meta_value(meta: dict[str, Any], key: str) -> str:
     entry = meta.get(key)
     value = entry.get("value") if isinstance(entry, dict) else None
     return _TAG_RE.sub("", value).strip() if isinstance(value, str) else ""

@@ -20,6 +20,7 @@ from ie_env.search.base import (
     validate_query,
 )
 from ie_env.search.credentials import REDACTED, Secret, redact, secret_from_env
+from ie_env.search.http import HttpConfig
 from ie_env.search.ratelimit import Rate, RateLimiter, parse_retry_after
 
 
@@ -126,6 +127,31 @@ def test_rate_validation_names_the_bad_value():
         Rate(1, 0.0)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"connect_timeout_s": 0}, "HttpConfig.connect_timeout_s"),
+        ({"total_timeout_s": -1.0}, "HttpConfig.total_timeout_s"),
+        ({"read_timeout_s": "5"}, "HttpConfig.read_timeout_s"),
+        ({"max_retries": -1}, "HttpConfig.max_retries"),
+        ({"max_429_retries": 1.5}, "HttpConfig.max_429_retries"),
+        ({"retry_backoff_s": -0.1}, "HttpConfig.retry_backoff_s"),
+        ({"max_retry_after_s": -1}, "HttpConfig.max_retry_after_s"),
+        ({"max_response_bytes": 100}, "HttpConfig.max_response_bytes"),
+        ({"user_agent": ""}, "HttpConfig.user_agent"),
+        ({"user_agent": "ie_env\r\nX-Injected: 1"}, "HttpConfig.user_agent"),
+    ],
+)
+def test_http_config_validation_names_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=rf"^{field} must .*, got "):
+        HttpConfig(**kwargs)
+
+
+def test_limiter_max_wait_must_not_be_negative():
+    with pytest.raises(ValueError, match=r"RateLimiter\.max_wait_s must .*, got -1"):
+        RateLimiter([], max_wait_s=-1)
+
+
 def test_parse_retry_after():
     assert parse_retry_after("120") == 120.0
     assert parse_retry_after(" 2.5 ") == 2.5
@@ -142,7 +168,15 @@ def test_parse_retry_after():
 
 def test_secret_never_prints_its_value():
     secret = Secret("s3cr3t-value-123", "MY_KEY")
-    shown = [str(secret), repr(secret), f"{secret}", f"{secret!r}", f"{secret}", str([secret])]
+    shown = [
+        str(secret),
+        repr(secret),
+        f"{secret}",
+        f"{secret!r}",
+        f"{secret:>40}",
+        format(secret, ""),
+        str([secret]),
+    ]
     for text in shown:
         assert "s3cr3t-value-123" not in text
         assert "MY_KEY" in text
@@ -175,13 +209,16 @@ def test_log_records_are_redacted(caplog):
 
 def test_make_engine_builds_each_engine_and_rejects_unknown(tmp_path):
     assert {"openverse", "local", "wikimedia", "flickr", "caption_index"} <= set(ENGINES)
-    assert isinstance(make_engine("openverse", base_url="http://127.0.0.1:1"), OpenverseEngine)
+    openverse = make_engine("openverse", base_url="http://127.0.0.1:1")
+    assert isinstance(openverse, OpenverseEngine) and openverse.name == "openverse"
     local = make_engine("local", base_url="http://127.0.0.1:1")
     assert isinstance(local, OpenverseEngine) and local.name == "local"
-    assert isinstance(make_engine("wikimedia", base_url="http://127.0.0.1:1"), WikimediaEngine)
-    assert isinstance(make_engine("flickr", base_url="http://127.0.0.1:1", env={}), FlickrEngine)
-    for engine in (local,):
-        assert isinstance(engine, SearchEngine)
+    wikimedia = make_engine("wikimedia", base_url="http://127.0.0.1:1")
+    assert isinstance(wikimedia, WikimediaEngine)
+    flickr = make_engine("flickr", base_url="http://127.0.0.1:1", env={})
+    assert isinstance(flickr, FlickrEngine)
+    for engine in (openverse, local, wikimedia, flickr):
+        assert isinstance(engine, SearchEngine) and engine.local
     with pytest.raises(ValueError, match="known: caption_index, flickr, local"):
         make_engine("bing")
     with pytest.raises(ValueError, match="loopback"):
