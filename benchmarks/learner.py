@@ -15,14 +15,11 @@ Reward throughput: image rewards of 25k candidate embeddings against 5k target e
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _common import finish, median, parser  # benchmarks/ is on sys.path when a benchmark runs
 
 from ie_env.learn.augment import TwoViewAugment
 from ie_env.learn.config import LearnConfig
@@ -71,6 +68,7 @@ def trainer_run(
 
 
 def reward_rate(n_cand: int, n_target: int, dim: int, backend: str, repeats: int) -> float:
+    """Candidates per second of ``image_rewards`` (k = 15) on random unit vectors, median of the repeats."""
     rng = np.random.default_rng(0)
     cands = rng.standard_normal((n_cand, dim)).astype(np.float32)
     cands /= np.linalg.norm(cands, axis=1, keepdims=True)
@@ -81,34 +79,14 @@ def reward_rate(n_cand: int, n_target: int, dim: int, backend: str, repeats: int
         start = time.perf_counter()
         image_rewards(cands, targets, k=15, backend=backend)
         times.append(time.perf_counter() - start)
-    return n_cand / statistics.median(times)
+    return n_cand / median(times)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="about a minute on 2 cores")
-    parser.add_argument("--json", type=Path, help="write the results here")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--encoder", default="convnet")
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--repeats", type=int, default=None)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    batch = args.batch_size or (64 if args.quick else 128)
-    steps = args.steps or (10 if args.quick else 30)
-    repeats = args.repeats or (3 if args.quick else 5)
-    config = LearnConfig(encoder=args.encoder, image_size=args.image_size, batch_size=batch)
-    rng = np.random.default_rng(0)
-    # images arrive at 64 px like the store's and are resized to the train size once per phase
-    target = rng.integers(0, 256, (512, 64, 64, 3), dtype=np.uint8)
-    new = rng.integers(0, 256, (max(256, batch * 4), 64, 64, 3), dtype=np.uint8)
-    data = Learner(
-        config, target, seed=0, device="cpu"
-    )._target  # same prepared target images for the plain loop
-
+def training_rates(
+    config: LearnConfig, target: np.ndarray, new: np.ndarray, steps: int, repeats: int, device: torch.device
+) -> tuple[list[float], ...]:
+    """Alternate trainer and plain-loop runs; return their rates (trainer wall, CPU, phase; plain wall, CPU)."""
+    data = Learner(config, target, seed=0, device="cpu")._target  # same prepared images for the plain loop
     # one untimed step of each to pay one-off costs (allocator, kernels) before measuring
     trainer_run(config, target, new, 1, seed=0)
     plain_loop(config, data, 1, device, seed=0)
@@ -121,6 +99,30 @@ def main(argv: list[str] | None = None) -> dict:
         wall, cpu = plain_loop(config, data, steps, device, seed=r)
         p_wall.append(wall)
         p_cpu.append(cpu)
+    return t_wall, t_cpu, t_phase, p_wall, p_cpu
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print the table and write ``--json`` (see the module docstring)."""
+    ap = parser(__doc__, quick_help="about a minute on 2 cores")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--encoder", default="convnet")
+    ap.add_argument("--image-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    batch = args.batch_size or (64 if args.quick else 128)
+    steps = args.steps or (10 if args.quick else 30)
+    repeats = args.repeats or (3 if args.quick else 5)
+    config = LearnConfig(encoder=args.encoder, image_size=args.image_size, batch_size=batch)
+    rng = np.random.default_rng(0)
+    # images arrive at 64 px like the store's and are resized to the train size once per phase
+    target = rng.integers(0, 256, (512, 64, 64, 3), dtype=np.uint8)
+    new = rng.integers(0, 256, (max(256, batch * 4), 64, 64, 3), dtype=np.uint8)
+    t_wall, t_cpu, t_phase, p_wall, p_cpu = training_rates(config, target, new, steps, repeats, device)
     # On a CPU the rates come from process CPU time: other tenants of a shared machine change wall-clock
     # rates by 2-3x from one run to the next, but not the CPU seconds our single thread spends per image.
     # On CUDA (asynchronous work) wall time is the only meaningful clock.
@@ -137,14 +139,14 @@ def main(argv: list[str] | None = None) -> dict:
         faiss_rate = None
 
     result = {
-        "trainer_images_per_s": statistics.median(trainer),
-        "plain_images_per_s": statistics.median(plain),
-        "ratio": statistics.median(trainer) / statistics.median(plain),
+        "trainer_images_per_s": median(trainer),
+        "plain_images_per_s": median(plain),
+        "ratio": median(trainer) / median(plain),
         "reward_images_per_s": auto,
         "clock": "process_cpu_time" if use_cpu_clock else "wall",
-        "trainer_wall_images_per_s": statistics.median(t_wall),
-        "plain_wall_images_per_s": statistics.median(p_wall),
-        "trainer_phase_wall_images_per_s": statistics.median(t_phase),
+        "trainer_wall_images_per_s": median(t_wall),
+        "plain_wall_images_per_s": median(p_wall),
+        "trainer_phase_wall_images_per_s": median(t_phase),
         "reward_torch_images_per_s": torch_rate,
         "reward_faiss_images_per_s": faiss_rate,
         "trainer_runs": trainer,
@@ -163,31 +165,8 @@ def main(argv: list[str] | None = None) -> dict:
             "quick": args.quick,
         },
     }
-    rows = [
-        ("trainer (Learner.train loop)", f"{result['trainer_images_per_s']:.1f} img/s"),
-        ("plain torch loop", f"{result['plain_images_per_s']:.1f} img/s"),
-        ("ratio trainer/plain", f"{result['ratio']:.3f}  (target >= 0.95)"),
-        (
-            "trainer / plain, wall clock",
-            f"{result['trainer_wall_images_per_s']:.1f} / {result['plain_wall_images_per_s']:.1f} img/s",
-        ),
-        ("trainer incl. phase overhead (wall)", f"{result['trainer_phase_wall_images_per_s']:.1f} img/s"),
-        (f"reward {n_cand} vs {n_target} (auto)", f"{auto:.0f} img/s"),
-        ("reward, torch matmul+topk", f"{torch_rate:.0f} img/s"),
-        ("reward, faiss IndexFlatIP", "n/a" if faiss_rate is None else f"{faiss_rate:.0f} img/s"),
-    ]
-    print(
-        f"learner benchmark: {args.encoder} {args.image_size}px batch {batch}, {steps} steps x {repeats}, "
-        f"{args.threads} thread(s), {device}"
-    )
-    width = max(len(r[0]) for r in rows)
-    for name, value in rows:
-        print(f"  {name:<{width}}  {value}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
-    return result
+    return finish(result, args.json)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -5,7 +5,7 @@ factors as broadcast tensors, one grouped convolution for blur), on whatever dev
 so the data pipeline never becomes a per-image Python loop. Random parameters are drawn from an
 injected CPU ``torch.Generator`` (identical streams on CPU and CUDA).
 
-The views follow MoCo v3 / BYOL (PAPER.md §1.7): RandomResizedCrop (min area ``min_crop_scale``),
+The views follow MoCo v3 / BYOL, as the paper uses them: RandomResizedCrop (min area ``min_crop_scale``),
 horizontal flip 0.5, colour jitter (0.4, 0.4, 0.2, 0.1) with p 0.8, grayscale p 0.2, Gaussian blur
 (p 1.0 / 0.1, sigma 0.1-2.0 scaled by size/224), solarize (p 0.0 / 0.2). Deviations, for speed: the
 jitter ops run in a fixed order and hue is rotated in YIQ space instead of HSV.

@@ -4,15 +4,21 @@ Layout: ``MAGIC`` + 32-byte SHA-256 of the payload + the payload (``torch.save``
 numbers, strings, lists and dicts). Loading checks the magic, the digest and a format version, and
 unpickles with ``weights_only=True`` (no arbitrary code), so a truncated, bit-flipped or foreign file
 raises ``CheckpointError`` with the reason instead of yielding a half-restored learner.
+
+Also here: the helpers that turn live training state into checkpointable values (CPU tensor copies of
+state dicts, numpy generators as JSON text).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
+import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ie_env.paths import atomic_path
@@ -63,3 +69,31 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         version = payload.get("format_version") if isinstance(payload, dict) else None
         raise CheckpointError(f"checkpoint {path} has format version {version!r}, expected {FORMAT_VERSION}")
     return payload
+
+
+def cpu_state(state: dict[str, Any]) -> dict[str, Any]:
+    """Return a deep copy of a (nested) state dict with every tensor on the CPU."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.detach().to("cpu", copy=True)
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(convert(v) for v in value)
+        return copy.deepcopy(value)
+
+    return convert(state)
+
+
+def rng_to_text(rng: np.random.Generator) -> str:
+    """Return the state of a numpy generator as JSON text (checkpoints hold no pickled objects)."""
+    return json.dumps(rng.bit_generator.state)
+
+
+def rng_from_text(text: str) -> np.random.Generator:
+    """Rebuild the numpy generator whose state :func:`rng_to_text` wrote."""
+    state = json.loads(text)
+    bitgen = getattr(np.random, state["bit_generator"])()
+    bitgen.state = state
+    return np.random.Generator(bitgen)

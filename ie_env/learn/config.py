@@ -5,7 +5,11 @@ few hundred steps from random init). Three values differ from the paper on purpo
 are tuned for fine-tuning a pretrained ResNet-50 for ~3.3k steps per iteration: temperature 0.2 (paper
 1.0), LARS base_lr 5.0 (paper 0.8; LARS scales each update to ``lr * 0.001 * |w|``, so 0.8 at batch 128
 barely moves a random-init network in 300 steps) and EMA momentum 0.99 (paper 0.9985, a 667-step time
-constant). ``LearnConfig.paper()`` gives the paper's own values (PAPER.md §1.7 and §2) for a GPU machine.
+constant). ``LearnConfig.paper()`` gives the paper's own values for a GPU machine: ResNet-50 at 224 px,
+MoCo v3 heads 4096/256/4096, temperature 1.0, momentum 0.9985, LARS at base_lr 0.8, batch 224, PCR 2,
+10 epochs per iteration, k = 15 and top-10 concept scores.
+
+``REWARDS`` (the reward variants) is defined here once; the env's configuration imports it.
 """
 
 from __future__ import annotations
@@ -14,10 +18,23 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ie_env.validate import check_choice, check_int, check_ints, check_number, check_numbers, fail
+
 ENCODERS = ("convnet", "resnet18", "resnet50", "efficientnet_lite0")
 OPTIMIZERS = ("lars", "sgd", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
-REWARDS = ("knn", "knn_centered")
+REWARDS = ("knn", "knn_centered")  # the image-reward variants, see ie_env.learn.reward
+_POSITIVE_INTS = (
+    "convnet_width",
+    "proj_hidden_dim",
+    "proj_dim",
+    "pred_hidden_dim",
+    "epochs_per_iteration",
+    "reward_k",
+    "concept_top",
+    "eval_knn_k",
+    "embed_batch_size",
+)
 
 
 @dataclass(frozen=True)
@@ -87,45 +104,22 @@ class LearnConfig:
     augment_strength: float = 1.0
 
     def __post_init__(self) -> None:
-        _choice("encoder", self.encoder, ENCODERS)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _choice("reward", self.reward, REWARDS)
-        for name in (
-            "convnet_width",
-            "image_size",
-            "proj_hidden_dim",
-            "proj_dim",
-            "pred_hidden_dim",
-            "batch_size",
-            "epochs_per_iteration",
-            "reward_k",
-            "concept_top",
-            "eval_knn_k",
-            "embed_batch_size",
-        ):
-            _positive_int(name, getattr(self, name))
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2 (in-batch negatives), got {self.batch_size!r}")
-        if self.image_size < 8:
-            raise ValueError(f"image_size must be >= 8 pixels, got {self.image_size!r}")
-        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
-        for name in ("max_steps_per_iteration", "buffer_capacity"):
-            value = getattr(self, name)
-            if value is not None:
-                _positive_int(name, value)
-        _in_range("temperature", self.temperature, 0.0, None, low_open=True)
-        _in_range("momentum", self.momentum, 0.0, 1.0)
-        _in_range("base_lr", self.base_lr, 0.0, None, low_open=True)
-        _in_range("weight_decay", self.weight_decay, 0.0, None)
-        _in_range("sgd_momentum", self.sgd_momentum, 0.0, 1.0, high_open=True)
-        _in_range("pcr", self.pcr, 0.0, None)
-        _in_range("buffer_fraction", self.buffer_fraction, 0.0, 1.0)
-        _in_range("min_crop_scale", self.min_crop_scale, 0.0, 1.0, low_open=True)
-        _in_range("augment_strength", self.augment_strength, 0.0, None)
+        check_choice(self, "encoder", ENCODERS)
+        check_choice(self, "optimizer", OPTIMIZERS)
+        check_choice(self, "lr_schedule", LR_SCHEDULES)
+        check_choice(self, "reward", REWARDS)
+        check_ints(self, _POSITIVE_INTS, 1)
+        check_int(self, "batch_size", 2)  # in-batch negatives need a second image
+        check_int(self, "image_size", 8)
+        check_int(self, "warmup_steps", 0)
+        check_ints(self, ("max_steps_per_iteration", "buffer_capacity"), 1, optional=True)
+        check_numbers(self, ("temperature", "base_lr"), 0.0, low_open=True)
+        check_numbers(self, ("weight_decay", "pcr", "augment_strength"), 0.0)
+        check_numbers(self, ("momentum", "buffer_fraction"), 0.0, maximum=1.0)
+        check_number(self, "sgd_momentum", 0.0, 1.0, high_open=True)
+        check_number(self, "min_crop_scale", 0.0, 1.0, low_open=True)
         if self.encoder == "convnet" and self.pretrained:
-            raise ValueError("pretrained=True is not available for encoder 'convnet' (no published weights)")
+            fail(self, "pretrained", "be False for encoder 'convnet' (it has no published weights)")
 
     @property
     def lr(self) -> float:
@@ -171,34 +165,3 @@ class LearnConfig:
         if unknown:
             raise ValueError(f"unknown LearnConfig fields: {unknown}")
         return cls(**values)
-
-
-def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-
-
-def _positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def _in_range(
-    name: str,
-    value: object,
-    low: float,
-    high: float | None,
-    *,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    bad_low = value <= low if low_open else value < low
-    bad_high = high is not None and (value >= high if high_open else value > high)
-    if bad_low or bad_high:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open or high is None else "]"
-        raise ValueError(
-            f"{name} must be in {lo}{low}, {high if high is not None else 'inf'}{hi}, got {value!r}"
-        )

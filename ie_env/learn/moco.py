@@ -2,10 +2,12 @@
 
 References:
     - [0] MoCo v3, Chen, Xie, He 2021, https://arxiv.org/abs/2104.02057 (official code: facebookresearch/moco-v3)
-    - [1] Internet Explorer, Li et al. 2023, PAPER.md §1.7: MoCo v3 on ResNet-50, tau = 1, momentum 0.9985, LARS.
+    - [1] Internet Explorer, Li et al. 2023 (https://arxiv.org/abs/2302.14051): MoCo v3 on ResNet-50,
+      tau = 1, momentum 0.9985, LARS.
 
 The query branch is backbone -> projector -> predictor; the key branch is an EMA copy of backbone +
-projector (the standard MoCo v3 design; the paper's f_q/f_k naming is swapped, see PAPER.md §1.7).
+projector (the standard MoCo v3 design; the Internet Explorer paper writes the two encoders' names
+f_q/f_k the other way round, the computation is the same).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from ie_env.learn.config import LearnConfig
 
 
 def infonce_loss(q: torch.Tensor, k: torch.Tensor, temperature: float) -> torch.Tensor:
-    """InfoNCE with in-batch negatives (PAPER.md Eq. 1), mean over the batch.
+    """InfoNCE with in-batch negatives (the paper's Eq. 1), mean over the batch.
 
     ``L_i = -log( exp(q_i.k_i / t) / sum_j exp(q_i.k_j / t) )`` with ``q`` and ``k`` L2-normalised here.
 
@@ -61,6 +63,7 @@ class Encoder(nn.Module):
         self.projector = projector
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Projections ``(B, proj_dim)`` of a normalised batch."""
         return self.projector(self.backbone(x))
 
 

@@ -36,7 +36,7 @@ class TestConfig:
         ],
     )
     def test_bad_values_are_named(self, field: str, value: object) -> None:
-        with pytest.raises(ValueError, match=field):
+        with pytest.raises(ValueError, match=rf"LearnConfig\.{field} must .*, got "):
             LearnConfig(**{field: value})
 
     def test_paper_preset_and_lr_scaling(self) -> None:

@@ -8,6 +8,7 @@ import torch
 
 from ie_env.learn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ie_env.learn.config import LearnConfig
+from ie_env.learn.phase import epoch_indices, phase_length
 from ie_env.learn.trainer import Learner, NonFiniteLossError
 
 TINY = LearnConfig(
@@ -34,9 +35,11 @@ def _cache_home(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IE_ENV_HOME", str(tmp_path / "cache"))
 
 
-def _learner(seed: int = 0, **overrides) -> Learner:
+def _learner(seed: int = 0, progress: bool = False, **overrides) -> Learner:
     cfg = LearnConfig(**{**TINY.to_dict(), **overrides})
-    return Learner(cfg, _images(12, 100), target_labels=np.arange(12) % 2, seed=seed, device="cpu")
+    return Learner(
+        cfg, _images(12, 100), target_labels=np.arange(12) % 2, seed=seed, device="cpu", progress=progress
+    )
 
 
 def _params(learner: Learner) -> list[torch.Tensor]:
@@ -87,7 +90,9 @@ class TestTraining:
         # top 50 % by reward: images 5..9, best first
         assert learner.buffer_size == 5
         np.testing.assert_allclose(learner.buffer_rewards, rewards[[9, 8, 7, 6, 5]])
-        np.testing.assert_array_equal(learner._buffer.permute(0, 2, 3, 1).numpy(), new[[9, 8, 7, 6, 5]])
+        np.testing.assert_array_equal(
+            learner._replay.images.permute(0, 2, 3, 1).numpy(), new[[9, 8, 7, 6, 5]]
+        )
 
     def test_rewards_computed_when_not_given(self) -> None:
         learner = _learner()
@@ -105,11 +110,12 @@ class TestTraining:
 
     def test_epoch_mixes_new_and_pcr_times_past(self) -> None:
         learner = _learner()
-        idx = learner._epoch_indices(n_new=5, n_past=40)
+        rng = np.random.default_rng(0)
+        idx = epoch_indices(rng, n_new=5, n_past=40, pcr=TINY.pcr)
         assert len(idx) == 15 and set(range(5)) <= set(idx.tolist())
         assert len(set(idx.tolist())) == 15  # sampled without replacement while possible
-        assert sorted(learner._epoch_indices(n_new=0, n_past=7).tolist()) == list(range(7))
-        assert learner._phase_plan(10, 100, None, 2) == 2 * (30 // 8)
+        assert sorted(epoch_indices(rng, n_new=0, n_past=7, pcr=TINY.pcr).tolist()) == list(range(7))
+        assert phase_length(TINY, 10, 100, None, 2) == 2 * (30 // 8)
         with pytest.raises(ValueError, match="not both"):
             learner.train(_images(2, 1), steps=1, epochs=1)
 
@@ -233,10 +239,62 @@ class TestCheckpoint:
             Learner.load(path)
 
 
+def _dark_and_bright(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two classes any encoder separates: dark noise (label 0) and bright noise (label 1)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    low = np.where(labels == 0, 0, 190)[:, None, None, None]
+    return (low + rng.integers(0, 66, (n, 16, 16, 3))).astype(np.uint8), labels
+
+
 def test_evaluate_needs_labels_and_reports_both_metrics() -> None:
-    learner = _learner()
-    res = learner.evaluate(_images(6, 3), np.arange(6) % 2)
-    assert 0.0 <= res.knn_accuracy <= 1.0 and 0.0 <= res.linear_probe_accuracy <= 1.0
+    train, train_y = _dark_and_bright(12, 0)
+    test, test_y = _dark_and_bright(10, 1)
+    learner = Learner(TINY, train, target_labels=train_y, seed=0, device="cpu")
+    res = learner.evaluate(test, test_y)
+    assert (res.knn_accuracy, res.linear_probe_accuracy) == (1.0, 1.0)
+    assert (res.n_train, res.n_test) == (12, 10)
+    flipped = learner.evaluate(test, 1 - test_y)  # the metrics use the labels: all wrong now
+    assert (flipped.knn_accuracy, flipped.linear_probe_accuracy) == (0.0, 0.0)
     unlabeled = Learner(TINY, _images(12, 100), seed=0, device="cpu")
     with pytest.raises(ValueError, match="target_labels"):
         unlabeled.evaluate(_images(6, 3), np.arange(6) % 2)
+
+
+class TestProgress:
+    def test_long_steps_show_progress_when_asked(self, capsys: pytest.CaptureFixture[str]) -> None:
+        learner = _learner(progress=True)
+        learner.warm_up(cache=False)
+        learner.evaluate(_images(6, 3), np.arange(6) % 2)
+        err = capsys.readouterr().err
+        assert "SSL training" in err and "3/3" in err  # the warm-up's steps
+        assert "embedding" in err
+
+    def test_silent_by_default_and_when_false(self, capsys: pytest.CaptureFixture[str]) -> None:
+        learner = _learner()
+        learner.warm_up(cache=False)
+        learner.train(_images(4, 1), steps=2)
+        learner.evaluate(_images(6, 3), np.arange(6) % 2)
+        loud = _learner(progress=True)
+        capsys.readouterr()
+        loud.warm_up(cache=False, progress=False)
+        loud.embed(_images(3, 2), progress=False)
+        assert capsys.readouterr() == ("", "")
+
+
+def test_a_restored_state_replays_training_and_stays_intact() -> None:
+    """load_state_dict must not hand its tensors to the optimiser (torch keeps them as momentum buffers)."""
+    learner = _learner(seed=3)
+    learner.train(_images(12, 1), steps=2)  # momentum buffers now exist
+    saved = learner.state_dict()
+    snapshot = {
+        k: v.clone() for k, v in saved["optimizer"]["state"][0].items() if isinstance(v, torch.Tensor)
+    }
+    losses = []
+    for _ in range(3):
+        learner.load_state_dict(saved)
+        learner.reseed(np.random.default_rng(7))
+        losses.append(learner.train(_images(12, 2), steps=3).loss)
+    assert losses[0] == losses[1] == losses[2]
+    for key, value in snapshot.items():
+        assert torch.equal(saved["optimizer"]["state"][0][key], value)
