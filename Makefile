@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 DEBIAN_PACKAGES := wordnet-base openclipart-png openclipart-svg ruby-gemojione libjs-emojify \
 	fonts-noto-color-emoji dataset-fashion-mnist
 EXTRAS ?= rl,dev,faiss,pretrained
-# Torch threads for CPU work (tests default to 1: see ../shared/DATA.md on oversubscription).
+# Torch threads for CPU work. Tests default to 1: on a busy 2-core machine two torch threads per
+# process oversubscribe the cores (OpenMP) and run several times slower than one.
 IE_ENV_THREADS ?= 1
 export IE_ENV_THREADS
 

@@ -1,42 +1,59 @@
-"""Benchmark the environment: frozen-env step rate and where a full-env iteration spends its time.
+"""Benchmark the environment: the frozen env's speed, build time and signal, parity with the full env.
 
 JSON keys:
 
 * ``frozen_steps_per_s``: random-action steps per second of ``ie_env/InternetExplorerFrozen-v0`` made
   with ``gymnasium.make`` (so through its OrderEnforcing and PassiveEnvChecker wrappers), one torch
-  thread, the full 146,347-concept vocabulary, median of repeats (target >= 2,000). One-time builds
-  (precomputed search results and rewards, cached on disk) are excluded and reported separately as
-  ``frozen_build_s``; ``frozen_unwrapped_steps_per_s`` is the same loop on ``env.unwrapped``.
+  thread, the full 146,347-concept vocabulary, median of repeats (target >= 2,000);
+  ``frozen_unwrapped_steps_per_s`` is the same loop on ``env.unwrapped``.
+* ``frozen_build_s``: seconds to build the frozen world from a cold cache (a temporary
+  ``IE_ENV_HOME`` holding only the vocabulary embeddings and the offline web, linked from the real
+  cache), in a fresh process: caption index, warm-up, corpus embedding, ranking of every query.
+* ``duplicate_queries``: actions of the full vocabulary whose query text another action also sends
+  (target 0).
+* ``concept_reward_auc``: on the frozen env (``--target``, full vocabulary), the AUC of the concept
+  reward for "at least half of the concept's results are target images" against every other
+  concept with results, with the group sizes and mean rewards.
+* ``frozen_full_parity``: the largest |reward difference| over 20 concepts between the frozen and
+  the full env with the same encoder and no training (target <= 1e-3), and whether their hits and
+  dedup outcomes were identical.
 * ``full_iteration_seconds``: seconds per stage of one iteration of ``ie_env/InternetExplorer-v0``
-  (search, download, store, score summed over its queries; then train and eval), over real loopback
-  HTTP, with ``total``.
+  (16 queries x 20 results, 80 SSL steps; search, download, store, score summed over its queries;
+  then train and eval), over real loopback HTTP, with ``total``.
 
-``--quick`` uses the ``small`` vocabulary when the full one is not cached, and the generated corpus for
-the full-env iteration.
+``--quick`` uses the ``small`` vocabulary when the full one is not cached, and the generated corpus
+(``gen-4``) for the full-env measurements.
 
     python benchmarks/env.py [--quick] [--json out.json]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
+import os
+import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+from _common import finish, median, parser
+
+CONCEPTS_COMPARED = 20
 
 
 def measure_frozen(target: str, vocabulary: str, steps: int, repeats: int) -> dict:
+    """Step rate of the frozen env, and the AUC of its concept reward."""
     import gymnasium as gym
 
     import ie_env
+    from ie_env.worlds.signal import concept_reward_auc
 
     started = time.perf_counter()
     env = gym.make(ie_env.FROZEN_ENV_ID, target=target, vocabulary=vocabulary)
-    build = time.perf_counter() - started
+    warm_build = time.perf_counter() - started
+    world = env.unwrapped._world
+    signal = concept_reward_auc(world.results, world.row_rewards, world.relevant, world.concept_top)
     n = env.action_space.n
     rng = np.random.default_rng(0)
     rates, raw_rates = [], []
@@ -52,16 +69,91 @@ def measure_frozen(target: str, vocabulary: str, steps: int, repeats: int) -> di
             out.append(steps / (time.perf_counter() - started))
     env.close()
     return {
-        "frozen_steps_per_s": statistics.median(rates),
-        "frozen_unwrapped_steps_per_s": statistics.median(raw_rates),
+        "frozen_steps_per_s": median(rates),
+        "frozen_unwrapped_steps_per_s": median(raw_rates),
         "frozen_runs": [round(r, 1) for r in rates],
-        "frozen_build_s": round(build, 2),
+        "frozen_open_s": round(warm_build, 2),
         "frozen_concepts": int(n),
         "frozen_target": target,
+        "concept_reward_auc": round(signal["auc"], 4),
+        "concept_reward_signal": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in signal.items()},
+    }
+
+
+def measure_cold_frozen_build(target: str, vocabulary: str) -> float:
+    """Seconds to build the frozen world in a fresh process on a cold cache (embeddings and web linked in)."""
+    from ie_env.paths import cache_dir
+
+    real = cache_dir()
+    with tempfile.TemporaryDirectory() as home:
+        for name in ("embeddings", "vocabulary", "web"):
+            if (real / name).exists():
+                os.symlink(real / name, Path(home) / name)
+        code = (
+            "import time, gymnasium as gym, ie_env; t = time.perf_counter(); "
+            f"env = gym.make(ie_env.FROZEN_ENV_ID, target={target!r}, vocabulary={vocabulary!r}); "
+            "print(time.perf_counter() - t)"
+        )
+        env = {**os.environ, "IE_ENV_HOME": home}
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        return float(done.stdout.strip().splitlines()[-1])
+
+
+def count_duplicate_queries() -> int:
+    """Actions of the full vocabulary whose query text (in the server's normalised form) is not unique."""
+    from ie_env.concepts.queries import normalize_text
+    from ie_env.concepts.vocabulary import Vocabulary
+
+    keys = [normalize_text(q) for q in Vocabulary("full").query_texts]
+    return len(keys) - len(set(keys))
+
+
+def measure_parity(target: str, vocabulary: str) -> dict:
+    """Frozen vs full env with the same (warm-up) encoder, no training: hits, dedup and rewards."""
+    import gymnasium as gym
+
+    import ie_env
+
+    common = {
+        "target": target,
+        "vocabulary": vocabulary,
+        "budget": CONCEPTS_COMPARED,
+        "queries_per_iteration": CONCEPTS_COMPARED,
+        "results_per_query": 20,
+        "progress": False,
+    }
+    with tempfile.TemporaryDirectory() as run_dir:
+        frozen = gym.make(ie_env.FROZEN_ENV_ID, **common)
+        full = gym.make(ie_env.ENV_ID, run_dir=run_dir + "/run", **common)
+        frozen.reset(seed=0)
+        full.reset(seed=0)
+        rng = np.random.default_rng(0)
+        positions = rng.choice(frozen.action_space.n, size=CONCEPTS_COMPARED, replace=False)
+        worst, same_hits, same_dedup, images = 0.0, True, True, 0
+        for position in positions:
+            _, r_frozen, _, _, a = frozen.step(int(position))
+            _, r_full, _, _, b = full.step(int(position))
+            same_hits &= a["hit_ids"] == b["hit_ids"]
+            same_dedup &= a["image_statuses"] == b["image_statuses"]
+            worst = max(worst, abs(r_frozen - r_full))
+            if len(a["image_rewards"]) == len(b["image_rewards"]) and a["image_rewards"]:
+                diff = np.abs(np.asarray(a["image_rewards"]) - np.asarray(b["image_rewards"])).max()
+                worst = max(worst, float(diff))
+            images += len(b["image_rewards"])
+        frozen.close()
+        full.close()
+    return {
+        "frozen_full_parity": worst,
+        "frozen_full_same_hits": bool(same_hits),
+        "frozen_full_same_dedup": bool(same_dedup),
+        "frozen_full_images_compared": images,
     }
 
 
 def measure_full_iteration(quick: bool) -> dict:
+    """Seconds per stage of one full-env iteration."""
     import gymnasium as gym
 
     import ie_env
@@ -80,7 +172,7 @@ def measure_full_iteration(quick: bool) -> dict:
             "vocabulary": "full",
             "queries_per_iteration": 16,
             "results_per_query": 20,
-            "train_steps_per_iteration": 40,
+            "train_steps_per_iteration": 80,
         }
     with tempfile.TemporaryDirectory() as run_dir:
         started = time.perf_counter()
@@ -110,11 +202,10 @@ def measure_full_iteration(quick: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a smaller run")
-    parser.add_argument("--json", dest="json_path", default=None, help="write results to this JSON file")
-    parser.add_argument("--target", default="ocp-10", help="frozen env target (default %(default)s)")
-    args = parser.parse_args(argv)
+    """Run the benchmark; prints the table and writes ``--json``."""
+    args_parser = parser(__doc__.split("\n\n")[0])
+    args_parser.add_argument("--target", default="ocp-10", help="frozen env target (default %(default)s)")
+    args = args_parser.parse_args(argv)
 
     import torch
 
@@ -127,21 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     result = measure_frozen(
         args.target, vocabulary, steps=2000 if args.quick else 20000, repeats=3 if args.quick else 5
     )
+    result["frozen_build_s"] = round(measure_cold_frozen_build(args.target, vocabulary), 1)
+    result["duplicate_queries"] = count_duplicate_queries()
+    parity_target, parity_vocabulary = ("gen-4", "small") if args.quick else (args.target, vocabulary)
+    result.update(measure_parity(parity_target, parity_vocabulary))
     result.update(measure_full_iteration(args.quick))
     result["quick"] = args.quick
-
-    print(f"{'metric':<32}{'value':>12}")
-    print(
-        f"{'frozen_steps_per_s':<32}{result['frozen_steps_per_s']:>12.0f}  ({result['frozen_concepts']:,} concepts)"
-    )
-    print(f"{'frozen_unwrapped_steps_per_s':<32}{result['frozen_unwrapped_steps_per_s']:>12.0f}")
-    print(f"{'frozen_build_s':<32}{result['frozen_build_s']:>12.1f}")
-    for stage, seconds in result["full_iteration_seconds"].items():
-        print(f"{'full_iteration_seconds.' + stage:<32}{seconds:>12.2f}")
-    if args.json_path:
-        with open(args.json_path, "w") as handle:
-            json.dump(result, handle, indent=2)
-    return 0
+    return finish(result, args.json)
 
 
 if __name__ == "__main__":

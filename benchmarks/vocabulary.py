@@ -1,7 +1,10 @@
 """Benchmark the vocabulary: concept-embedding throughput and cached load time.
 
-Writes JSON keys ``embed_concepts_per_s`` (concept texts embedded per second by the MiniLM model,
-model load excluded, median of repeats) and ``load_s`` (seconds to load the full vocabulary with its
+Writes JSON keys ``embed_concepts_per_s`` (concept texts embedded per second by the MiniLM model in
+the precision the runtime picks, bfloat16 where the CPU has it; model load excluded, median of
+repeats), ``embed_fp32_concepts_per_s`` and ``embed_bf16_ratio`` (bf16 / fp32 on the same texts in
+the same run, repeats alternating; target >= 2.0; 1.0 where the CPU has no native bf16),
+``embed_bf16_min_cosine`` (the worst cosine between a bf16 and an fp32 embedding), ``load_s`` (seconds to load the full vocabulary with its
 cached embeddings in a warm process, median of repeats; target < 2 s), plus
 ``load_cold_process_s`` (the same in a fresh Python process, imports included).
 
@@ -16,30 +19,35 @@ and the full run builds them first.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import statistics
 import subprocess
 import sys
 import time
 
 import numpy as np
+from _common import finish, median, parser
 
 
-def measure_embedding(texts: list[str], repeats: int, threads: int | None) -> list[float]:
+def measure_embedding(texts: list[str], repeats: int) -> dict[str, float]:
+    """Texts per second in bf16 and fp32, alternating repeats, and the worst cosine between the two."""
     from ie_env.concepts import textembed
 
-    textembed.embed_texts(texts[:32], threads=threads)  # load the model and warm up
-    rates = []
+    textembed.embed_texts(texts[:32])  # load the model and warm up
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    vectors: dict[bool, np.ndarray] = {}
     for _ in range(repeats):
-        started = time.perf_counter()
-        textembed.embed_texts(texts, threads=threads)
-        rates.append(len(texts) / (time.perf_counter() - started))
-    return rates
+        for bf16 in (True, False):
+            started = time.perf_counter()
+            vectors[bf16] = textembed.embed_texts(texts, bf16=bf16)
+            rates[bf16].append(len(texts) / (time.perf_counter() - started))
+    return {
+        "bf16": median(rates[True]),
+        "fp32": median(rates[False]),
+        "min_cosine": float((vectors[True] * vectors[False]).sum(axis=1).min()),
+    }
 
 
 def measure_load(subset: str, repeats: int) -> list[float]:
+    """Seconds to load a subset with its cached embeddings, in this (warm) process."""
     from ie_env.concepts.vocabulary import Vocabulary
 
     seconds = []
@@ -53,6 +61,7 @@ def measure_load(subset: str, repeats: int) -> list[float]:
 
 
 def measure_cold_load(subset: str) -> float:
+    """Seconds to load a subset with its cached embeddings in a fresh process, imports included."""
     code = (
         "import time; t = time.perf_counter(); from ie_env.concepts.vocabulary import Vocabulary; "
         f"v = Vocabulary({subset!r}); e = v.embeddings(build=False); assert e is not None; "
@@ -63,60 +72,50 @@ def measure_cold_load(subset: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a smaller run, about a minute")
-    parser.add_argument("--json", dest="json_path", default=None, help="write results to this JSON file")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("IE_ENV_THREADS", "1")))
-    args = parser.parse_args(argv)
+    """Run the benchmark; prints the table and writes ``--json``."""
+    args_parser = parser(__doc__.split("\n\n")[0])
+    args_parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    args = args_parser.parse_args(argv)
 
+    from ie_env import runtime
     from ie_env.concepts.vocabulary import Vocabulary
 
+    threads = runtime.use_threads(args.threads)
     full = Vocabulary("full")
     rng = np.random.default_rng(0)
-    n_texts = 512 if args.quick else 4096
+    n_texts = 512 if args.quick else 2048
     all_texts = full.texts
     sample = [all_texts[i] for i in rng.choice(len(full), size=n_texts, replace=False)]
     repeats = 3
-    rates = measure_embedding(sample, repeats, args.threads)
+    rates = measure_embedding(sample, repeats)
 
     load_subset = "full"
     if not full.embeddings_cached():
         if args.quick:
             load_subset = "small"
-            Vocabulary("small").embeddings(threads=args.threads)
+            Vocabulary("small").embeddings()
         else:
-            full.embeddings(threads=args.threads)
+            full.embeddings()
     load_times = measure_load(load_subset, 5)
     cold = measure_cold_load(load_subset)
-
+    bf16 = runtime.bf16_enabled("cpu")
     result = {
-        "embed_concepts_per_s": statistics.median(rates),
-        "load_s": statistics.median(load_times),
-        "load_cold_process_s": cold,
+        "embed_concepts_per_s": round(rates["bf16"] if bf16 else rates["fp32"], 1),
+        "embed_fp32_concepts_per_s": round(rates["fp32"], 1),
+        "embed_bf16_ratio": round(rates["bf16"] / rates["fp32"], 3) if bf16 else 1.0,
+        "embed_bf16_min_cosine": round(rates["min_cosine"], 6),
+        "bf16_native": bf16,
+        "load_s": round(median(load_times), 3),
+        "load_cold_process_s": round(cold, 3),
         "load_subset": load_subset,
         "load_concepts": len(Vocabulary(load_subset)),
         "embed_texts": n_texts,
-        "embed_mean_chars": float(np.mean([len(t) for t in sample])),
-        "threads": args.threads,
+        "embed_mean_chars": round(float(np.mean([len(t) for t in sample])), 1),
+        "threads": threads,
         "repeats": repeats,
         "quick": args.quick,
     }
-    rows = [
-        (
-            "embed_concepts_per_s",
-            f"{result['embed_concepts_per_s']:.1f}",
-            f"median of {repeats}, {n_texts} texts",
-        ),
-        ("load_s", f"{result['load_s']:.3f}", f"{load_subset}: {result['load_concepts']:,} concepts, warm"),
-        ("load_cold_process_s", f"{cold:.3f}", "fresh process, imports included"),
-    ]
-    print(f"{'metric':<24}{'value':>12}  note")
-    for name, value, note in rows:
-        print(f"{name:<24}{value:>12}  {note}")
-    if args.json_path:
-        with open(args.json_path, "w") as handle:
-            json.dump(result, handle, indent=2)
-    return 0
+    return finish(result, args.json)
 
 
 if __name__ == "__main__":

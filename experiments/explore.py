@@ -1,10 +1,12 @@
 """``ie-explore``: run the full Internet Explorer env on the offline web and report each iteration.
 
-The first main job: uniform random queries (agents come later) for a small budget that finishes in
-about 10 minutes on 2 CPU cores once the one-time builds (vocabulary embeddings, offline web, target
-warm-up) are cached. Per iteration it prints the mean reward, the relevant-image fraction (share of
-kept downloads whose ground-truth category is a target category), images kept, and k-NN accuracy on
-the target's labeled test split; the same rows go to ``<run_dir>/iterations.jsonl`` as they happen.
+The first main job: uniform random queries (agents come later), 5 iterations of 16 queries by default,
+about 6 minutes on 2 CPU cores once the one-time builds (vocabulary embeddings, offline web, target
+warm-up) are cached; each build says what it does and shows a progress bar. Per iteration it prints the
+mean reward, the relevant-image fraction (share of kept downloads whose ground-truth category is a
+target category; ``-`` where the engine cannot know it), images kept, and k-NN accuracy on the target's
+labeled test split; the same rows go to ``<run_dir>/iterations.jsonl`` as they happen. A run dir that
+already holds files is refused (resuming comes later).
 
     ie-explore --target ocp-10 --iterations 4 --queries-per-iteration 16 --seed 0
 """
@@ -29,7 +31,10 @@ class Args:
 
     target: str = field(
         default="ocp-10",
-        metadata={"help": "target preset (ocp-10, ocp-30, fmnist, gen-4) or a folder of images"},
+        metadata={
+            "help": "target preset (ocp-10, ocp-30, fmnist, gen-4), a folder of images, or comma-separated "
+            "web categories (openclipart/animals/birds,openclipart/food/fruit)"
+        },
     )
     vocabulary: str = field(
         default="full", metadata={"help": "vocabulary subset: full, small, words:a,b,c or a word-list file"}
@@ -69,6 +74,7 @@ class Args:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
+    """Parse ``ie-explore``'s command line into :class:`Args`."""
     parser = argparse.ArgumentParser(prog="ie-explore", description=__doc__.split("\n\n")[0])
     defaults = Args()
     for spec in dataclasses.fields(Args):
@@ -90,7 +96,11 @@ def run(args: Args) -> list[dict]:
     import ie_env  # noqa: F401  (registers the env ids)
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(args.run_dir or f"runs/explore-{args.target.replace('/', '_')}-{args.seed}-{stamp}")
+    run_dir = Path(
+        args.run_dir or f"runs/explore-{args.target.replace('/', '_').replace(',', '+')}-{args.seed}-{stamp}"
+    )
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ValueError(f"run dir {str(run_dir)!r} is not empty; pass a new --run-dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=1))
     budget = args.iterations * args.queries_per_iteration
@@ -119,6 +129,7 @@ def run(args: Args) -> list[dict]:
         env.reset(seed=args.seed)
         base = env.unwrapped
         print(f"env ready in {time.perf_counter() - started:.0f} s: {base.action_space.n:,} concepts")
+        print("evaluating the starting encoder (k-NN on the target's test split) ...", flush=True)
         initial = base.evaluate()
         print(f"k-NN accuracy before exploring: {initial['knn_accuracy']:.3f}")
         header = f"{'iter':>4} {'mean reward':>11} {'relevant':>8} {'kept':>5} {'k-NN acc':>8} {'loss':>7} {'seconds':>7}"
@@ -139,7 +150,7 @@ def run(args: Args) -> list[dict]:
                     row = {
                         "iteration": info["iteration"],
                         "mean_reward": float(np.mean(rewards)),
-                        "relevant_fraction": float(np.mean(relevant)) if relevant else 0.0,
+                        "relevant_fraction": float(np.mean(relevant)) if relevant else None,
                         "images_kept": kept,
                         "knn_accuracy": info.get("eval", {}).get("knn_accuracy"),
                         "loss": info.get("train", {}).get("loss"),
@@ -149,8 +160,9 @@ def run(args: Args) -> list[dict]:
                     log.write(json.dumps(row) + "\n")
                     acc = "-" if row["knn_accuracy"] is None else f"{row['knn_accuracy']:.3f}"
                     loss = "-" if row["loss"] is None else f"{row['loss']:.3f}"
+                    rel = "-" if row["relevant_fraction"] is None else f"{row['relevant_fraction']:.3f}"
                     print(
-                        f"{row['iteration']:>4} {row['mean_reward']:>11.4f} {row['relevant_fraction']:>8.3f} "
+                        f"{row['iteration']:>4} {row['mean_reward']:>11.4f} {rel:>8} "
                         f"{kept:>5} {acc:>8} {loss:>7} {row['seconds']:>7.1f}"
                     )
                     rewards, relevant, kept = [], [], 0
@@ -162,6 +174,7 @@ def run(args: Args) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``ie-explore``; returns the exit code (2 with a one-line message for bad input)."""
     from ie_env.errors import SetupError
 
     args = parse_args(argv)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ie_env.learn.config import REWARDS
+from ie_env.validate import check_bool, check_choice, check_int, check_ints, fail
+
 ENGINES = ("local", "openverse", "wikimedia", "flickr")
-REWARDS = ("knn", "knn_centered")
 
 
 @dataclass(frozen=True)
@@ -15,7 +19,9 @@ class EnvConfig:
     """Everything an :class:`~ie_env.env.InternetExplorerEnv` needs; defaults fit 2 CPU cores.
 
     Attributes:
-        target: a target preset (``ocp-10``, ``ocp-30``, ``fmnist``, ``gen-4`` ...) or a folder of images.
+        target: a target preset (``ocp-10``, ``ocp-30``, ``fmnist``, ``gen-4`` ...), a folder of images, or
+            web categories as a list or a comma-separated string
+            (``"openclipart/animals/birds,openclipart/food/fruit"``; stored as a tuple).
         vocabulary: vocabulary subset: ``full`` (146,347 concepts), ``small``, ``words:a,b`` or a file.
         frozen: fixed encoder, precomputed corpus embeddings, in-process search (milliseconds per step).
         corpus: the offline web to search (``web``: all Debian sites; ``generated``: tests); None: the
@@ -41,12 +47,15 @@ class EnvConfig:
         threads: torch CPU threads.
         record_seconds: put wall-clock seconds per stage in ``info["seconds"]`` (None: yes for the full
             env, no for the frozen one, whose steps must be deterministic, info included).
-        run_dir: where the full env stores downloaded images (None: a fresh folder under the cache dir).
+        run_dir: where the full env stores downloaded images (None: a fresh folder under the cache dir);
+            an existing folder that is not empty is refused.
+        progress: print what the env is building (target, web index, warm-up, corpus embeddings) and
+            draw progress bars on stderr while it builds; False for silence.
         learn_overrides: extra :class:`~ie_env.learn.config.LearnConfig` fields.
         download_overrides: extra download config fields.
     """
 
-    target: str = "ocp-10"
+    target: str | tuple[str, ...] = "ocp-10"
     vocabulary: str = "full"
     frozen: bool = False
     corpus: str | None = None
@@ -68,39 +77,48 @@ class EnvConfig:
     threads: int = 1
     record_seconds: bool | None = None
     run_dir: str | None = None
+    progress: bool = True
     learn_overrides: dict[str, Any] = field(default_factory=dict)
     download_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        positive = (
-            "budget",
-            "queries_per_iteration",
-            "results_per_query",
-            "n_clusters",
-            "image_size",
-            "threads",
-            "train_steps_per_query",
+        object.__setattr__(self, "target", _normalise_target(self.target))
+        check_ints(
+            self,
+            (
+                "budget",
+                "queries_per_iteration",
+                "results_per_query",
+                "n_clusters",
+                "image_size",
+                "threads",
+                "train_steps_per_query",
+            ),
+            1,
         )
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"EnvConfig.{name} must be a positive integer, got {value!r}")
-        if self.engine not in ENGINES:
-            raise ValueError(f"EnvConfig.engine must be one of {ENGINES}, got {self.engine!r}")
+        check_int(self, "results_per_query", 1, 500)
+        check_int(self, "eval_every", 0)
+        check_int(self, "train_steps_per_iteration", 0, optional=True)
+        check_choice(self, "engine", ENGINES)
+        check_choice(self, "reward", REWARDS)
+        for name in ("frozen", "per_step_training", "warmup", "progress"):
+            check_bool(self, name)
         if self.frozen and self.engine != "local":
-            raise ValueError(
-                f"the frozen env searches the offline web in process; engine={self.engine!r} needs frozen=False"
+            fail(
+                self,
+                "engine",
+                "be 'local' when frozen=True (the frozen env searches the offline web in process)",
             )
-        if self.reward not in REWARDS:
-            raise ValueError(f"EnvConfig.reward must be one of {REWARDS}, got {self.reward!r}")
-        if self.eval_every < 0:
-            raise ValueError(f"EnvConfig.eval_every must be >= 0, got {self.eval_every!r}")
-        if self.train_steps_per_iteration is not None and self.train_steps_per_iteration < 0:
-            raise ValueError(
-                f"EnvConfig.train_steps_per_iteration must be >= 0, got {self.train_steps_per_iteration!r}"
-            )
-        if self.results_per_query > 500:
-            raise ValueError(f"EnvConfig.results_per_query must be <= 500, got {self.results_per_query}")
+
+    @property
+    def target_spec(self) -> str | list[str]:
+        """The target as :func:`ie_env.web.targets.load_target` takes it (a category tuple becomes a list)."""
+        return list(self.target) if isinstance(self.target, tuple) else self.target
+
+    @property
+    def target_label(self) -> str:
+        """The target as one line of text (categories joined by commas)."""
+        return ",".join(self.target) if isinstance(self.target, tuple) else self.target
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> EnvConfig:
@@ -114,4 +132,27 @@ class EnvConfig:
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields as a JSON-serialisable dict."""
+        out = dataclasses.asdict(self)
+        if isinstance(self.target, tuple):
+            out["target"] = list(self.target)
+        return out
+
+
+def _normalise_target(target: Any) -> str | tuple[str, ...]:
+    """A preset or folder stays a string; categories (a list, or ``a/b,c/d``) become a tuple."""
+    if isinstance(target, os.PathLike):
+        target = os.fspath(target)
+    if isinstance(target, str):
+        if "," in target:
+            target = [part for part in target.split(",")]
+        else:
+            if not target.strip():
+                fail(EnvConfig, "target", "be a preset, a folder or category paths", target)
+            return target.strip()
+    if not isinstance(target, Sequence) or isinstance(target, str | bytes):
+        fail(EnvConfig, "target", "be a preset name, a folder, or a list of category paths", target)
+    parts = tuple(str(part).strip() for part in target)
+    if not parts or not all(parts) or not all(isinstance(p, str) for p in target):
+        fail(EnvConfig, "target", "list non-empty category paths such as 'openclipart/animals/birds'", target)
+    return parts

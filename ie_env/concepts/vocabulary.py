@@ -22,21 +22,34 @@ the subset. Named subsets:
 
 from __future__ import annotations
 
-import hashlib
-import os
-import pickle
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ie_env.errors import SetupError
-from ie_env.paths import atomic_path, cache_subdir
+from ie_env.concepts.queries import distinct_query_texts, normalize_text
+from ie_env.concepts.wordnet import (
+    DEFAULT_WORDNET_DIR,
+    Columns,
+    load_columns,
+    parse_data_noun,
+    sense_counts,
+    split_gloss,
+    wordnet_dir,
+)
 
-WORDNET_ENV_VAR = "IE_ENV_WORDNET_DIR"
-DEFAULT_WORDNET_DIR = Path("/usr/share/wordnet")
+__all__ = [
+    "DEFAULT_WORDNET_DIR",
+    "FULL_VOCABULARY_SIZE",
+    "SUBSET_NAMES",
+    "Concept",
+    "Vocabulary",
+    "concept_text",
+    "parse_data_noun",
+    "split_gloss",
+    "wordnet_dir",
+]
 FULL_VOCABULARY_SIZE = 146_347
 SMALL_SUBSET_SIZE = 5_000
 SUBSET_NAMES = ("full", "small")
@@ -51,7 +64,6 @@ CONCRETE_LEXFILES = {
     20: "noun.plant",
     27: "noun.substance",
 }
-_PARSE_FORMAT = 2  # bump when the parsed columns change, to invalidate the parse cache
 
 
 @dataclass(frozen=True)
@@ -91,151 +103,8 @@ def concept_text(lemma: str, hypernym: str, gloss: str) -> str:
     return f"{head}: {gloss}."
 
 
-@dataclass(frozen=True)
-class _Columns:
-    """The parsed full vocabulary, column-wise (fast to pickle and load)."""
-
-    lemmas: list[str]
-    offsets: np.ndarray  # int64
-    hypernyms: list[str]
-    glosses: list[str]
-    lexfiles: np.ndarray  # int16
-    lex_ids: np.ndarray  # int16, the lemma's lex_id (for sense keys)
-    synset_count: int
-
-
-def wordnet_dir() -> Path:
-    """The WordNet database folder: ``$IE_ENV_WORDNET_DIR`` or Debian's ``/usr/share/wordnet``."""
-    return Path(os.environ.get(WORDNET_ENV_VAR) or DEFAULT_WORDNET_DIR)
-
-
-def _data_noun_path(folder: Path) -> Path:
-    path = folder / "data.noun"
-    if not path.is_file():
-        raise SetupError(f"WordNet noun database not found at {path} (Debian package wordnet-base)")
-    return path
-
-
-_EXAMPLE_RE = re.compile(r';?\s*"[^"]*"')
-
-
-def split_gloss(raw: str) -> tuple[str, list[str]]:
-    """Split a WordNet gloss into its definition and its quoted example sentences."""
-    examples = re.findall(r'"([^"]*)"', raw)
-    definition = _EXAMPLE_RE.sub("", raw).strip().rstrip(";").strip()
-    definition = definition.rstrip(".").strip()
-    return definition, examples
-
-
-def parse_data_noun(path: Path) -> _Columns:
-    """Parse WordNet's ``data.noun`` into columns of (synset, lemma) concepts.
-
-    Line format: ``offset lex_filenum ss_type w_cnt(hex) [word lex_id(hex)]*w_cnt p_cnt
-    [symbol offset pos source/target]*p_cnt | gloss``; hypernyms are pointers ``@`` and ``@i``.
-    The licence header (lines starting with two spaces) is skipped.
-
-    Raises:
-        ValueError: naming the line number of a malformed line.
-    """
-    synsets: list[tuple[int, int, list[tuple[str, int]], list[int], str]] = []
-    first_word: dict[int, str] = {}
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line_number, line in enumerate(handle, 1):
-            if line.startswith("  ") or not line.strip():
-                continue
-            try:
-                head, _, raw_gloss = line.partition(" | ")
-                fields = head.split()
-                offset = int(fields[0])
-                lexfile = int(fields[1])
-                word_count = int(fields[3], 16)
-                words = [
-                    (fields[4 + 2 * i].replace("_", " "), int(fields[5 + 2 * i], 16))
-                    for i in range(word_count)
-                ]
-                cursor = 4 + 2 * word_count
-                pointer_count = int(fields[cursor])
-                hypernyms = []
-                for p in range(pointer_count):
-                    symbol = fields[cursor + 1 + 4 * p]
-                    if symbol in ("@", "@i"):
-                        hypernyms.append(int(fields[cursor + 2 + 4 * p]))
-            except (IndexError, ValueError) as exc:
-                raise ValueError(f"{path}:{line_number}: malformed data.noun line ({exc})") from exc
-            definition, _ = split_gloss(raw_gloss.strip())
-            synsets.append((offset, lexfile, words, hypernyms, definition))
-            first_word[offset] = words[0][0]
-    lemmas: list[str] = []
-    offsets: list[int] = []
-    hypernym_lemmas: list[str] = []
-    glosses: list[str] = []
-    lexfiles: list[int] = []
-    lex_ids: list[int] = []
-    for offset, lexfile, words, hypernyms, definition in synsets:
-        hypernym = first_word.get(hypernyms[0], "") if hypernyms else ""
-        for lemma, lex_id in words:
-            lemmas.append(lemma)
-            offsets.append(offset)
-            hypernym_lemmas.append(hypernym)
-            glosses.append(definition)
-            lexfiles.append(lexfile)
-            lex_ids.append(lex_id)
-    return _Columns(
-        lemmas=lemmas,
-        offsets=np.asarray(offsets, dtype=np.int64),
-        hypernyms=hypernym_lemmas,
-        glosses=glosses,
-        lexfiles=np.asarray(lexfiles, dtype=np.int16),
-        lex_ids=np.asarray(lex_ids, dtype=np.int16),
-        synset_count=len(synsets),
-    )
-
-
-def _load_columns(folder: Path) -> _Columns:
-    """Parse ``data.noun``, through a pickle cache keyed by the file's path, size and mtime."""
-    path = _data_noun_path(folder)
-    stat = path.stat()
-    key = hashlib.sha256(
-        f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{_PARSE_FORMAT}".encode()
-    ).hexdigest()
-    cache = cache_subdir("vocabulary") / f"wordnet-{key[:16]}.pickle"
-    if cache.exists():
-        try:
-            with open(cache, "rb") as handle:
-                columns = pickle.load(handle)
-            if isinstance(columns, _Columns) and len(columns.lemmas) == len(columns.offsets):
-                return columns
-        except Exception:  # a corrupt parse cache is just re-parsed
-            pass
-        cache.unlink(missing_ok=True)
-    columns = parse_data_noun(path)
-    with atomic_path(cache) as tmp, open(tmp, "wb") as handle:
-        pickle.dump(columns, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    return columns
-
-
-def _sense_counts(folder: Path) -> dict[tuple[str, int, int], int]:
-    """Noun sense frequencies from ``cntlist.rev``, keyed by (lemma lowercased, lexfile, lex_id)."""
-    path = folder / "cntlist.rev"
-    counts: dict[tuple[str, int, int], int] = {}
-    if not path.is_file():
-        return counts
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            parts = line.split()
-            if len(parts) != 3 or "%1:" not in parts[0]:
-                continue
-            lemma, _, rest = parts[0].partition("%")
-            fields = rest.split(":")
-            try:
-                counts[(lemma.replace("_", " "), int(fields[1]), int(fields[2]))] = int(parts[2])
-            except (IndexError, ValueError):
-                continue
-    return counts
-
-
 def _normalise_word(word: str) -> str:
-    return " ".join(word.replace("_", " ").lower().split())
+    return normalize_text(word.replace("_", " "))
 
 
 class Vocabulary:
@@ -252,7 +121,8 @@ class Vocabulary:
 
     def __init__(self, subset: str = "full", folder: Path | None = None) -> None:
         self.folder = Path(folder) if folder is not None else wordnet_dir()
-        self._columns = _load_columns(self.folder)
+        self._columns: Columns = load_columns(self.folder)
+        self._queries: list[str] | None = None
         self.subset = subset
         self.ids = self._select(subset)
         self._by_lemma: dict[str, list[int]] | None = None
@@ -260,11 +130,6 @@ class Vocabulary:
         self._embeddings: np.ndarray | None = None
 
     # -- construction -----------------------------------------------------------------------
-
-    @classmethod
-    def load(cls, subset: str = "full", folder: Path | None = None) -> Vocabulary:
-        """Same as the constructor; reads as the usual entry point."""
-        return cls(subset, folder)
 
     def _select(self, subset: str) -> np.ndarray:
         total = len(self._columns.lemmas)
@@ -284,7 +149,7 @@ class Vocabulary:
         )
 
     def _small_subset(self) -> np.ndarray:
-        counts = _sense_counts(self.folder)
+        counts = sense_counts(self.folder)
         columns = self._columns
         scored = []
         for concept_id, lemma in enumerate(columns.lemmas):
@@ -365,7 +230,7 @@ class Vocabulary:
 
     @property
     def lemmas(self) -> list[str]:
-        """Lemmas in subset order (the default query texts)."""
+        """Lemmas in subset order (not unique: see :attr:`query_texts` for the search queries)."""
         lemmas = self._columns.lemmas
         return [lemmas[i] for i in self.ids]
 
@@ -380,9 +245,37 @@ class Vocabulary:
         c = self._columns
         return [concept_text(*row) for row in zip(c.lemmas, c.hypernyms, c.glosses, strict=True)]
 
+    def _full_queries(self) -> list[str]:
+        if self._queries is None:
+            c = self._columns
+            self._queries = distinct_query_texts(c.lemmas, c.hypernyms, c.glosses, self._frequencies())
+        return self._queries
+
+    def _frequencies(self) -> np.ndarray:
+        counts = sense_counts(self.folder)
+        c = self._columns
+        return np.asarray(
+            [
+                counts.get((lemma.lower(), int(lexfile), int(lex_id)), 0)
+                for lemma, lexfile, lex_id in zip(c.lemmas, c.lexfiles, c.lex_ids, strict=True)
+            ],
+            dtype=np.int64,
+        )
+
+    @property
+    def query_texts(self) -> list[str]:
+        """Search queries in subset order: distinct for every concept of the full vocabulary.
+
+        A lemma shared by several concepts is the query of its most frequent sense only; its other
+        senses add a disambiguating word from their hypernym (``bass`` fish vs ``bass voice``); see
+        :func:`ie_env.concepts.queries.distinct_query_texts`.
+        """
+        queries = self._full_queries()
+        return [queries[i] for i in self.ids]
+
     def query_text(self, position: int) -> str:
-        """The search query for the concept at a subset position: its lemma."""
-        return self._columns.lemmas[int(self.ids[position])]
+        """The search query for the concept at a subset position (see :attr:`query_texts`)."""
+        return self._full_queries()[int(self.ids[position])]
 
     @property
     def synset_count(self) -> int:
@@ -399,9 +292,7 @@ class Vocabulary:
             return f"vocab-{self.subset}"
         return "vocab-custom"
 
-    def embeddings(
-        self, *, build: bool = True, show_progress: bool = True, threads: int | None = None
-    ) -> np.ndarray | None:
+    def embeddings(self, *, build: bool = True, show_progress: bool = True) -> np.ndarray | None:
         """Concept-text embeddings, float32 (len, 384), L2-normalised, in subset order.
 
         Loaded from the cache (``$IE_ENV_HOME/embeddings``) when present; a subset is sliced from a
@@ -410,7 +301,6 @@ class Vocabulary:
         Args:
             build: compute missing embeddings (else return None when they are not cached).
             show_progress: draw a progress bar while computing.
-            threads: torch threads while computing.
         """
         if self._embeddings is not None:
             return self._embeddings
@@ -423,10 +313,38 @@ class Vocabulary:
                 vectors = full_vectors[self.ids]
         if vectors is None:
             vectors = textembed.cached_embeddings(
-                self.cache_name(), self.texts, build=build, show_progress=show_progress, threads=threads
+                self.cache_name(), self.texts, build=build, show_progress=show_progress
             )
         self._embeddings = vectors
         return vectors
+
+    def query_embeddings(self, *, build: bool = True, show_progress: bool = True) -> np.ndarray | None:
+        """Embeddings of :attr:`query_texts` as the search ranking computes them (float32), in subset order.
+
+        Cached for the whole vocabulary (``ie-vocab embed`` builds them with the concept embeddings)
+        and sliced for a subset; a subset without the full cache embeds just its own queries.
+        """
+        from ie_env.concepts import textembed
+
+        full_queries = self._full_queries()
+        full = textembed.cached_embeddings(
+            f"{FULL_CACHE_NAME}-queries",
+            full_queries,
+            build=build and self.subset == "full",
+            show_progress=show_progress,
+            queries=True,
+        )
+        if full is not None:
+            return full if self.subset == "full" else full[self.ids]
+        if self.subset == "full":
+            return None
+        return textembed.cached_embeddings(
+            f"{self.cache_name()}-queries",
+            self.query_texts,
+            build=build,
+            show_progress=show_progress,
+            queries=True,
+        )
 
     def embeddings_cached(self) -> bool:
         """Whether this subset's embeddings (or the full vocabulary's) are in the cache."""

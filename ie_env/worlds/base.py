@@ -21,9 +21,11 @@ class QueryOutcome:
         reward: the concept score (mean of the top-10 image rewards; 0.0 when nothing usable came back).
         status: ``ok``, ``few_images`` (fewer than 10 scored), ``no_images``, or ``search_error``.
         image_rewards: reward of every new usable image, in search-rank order.
+        image_captions: the search engine's title of each of those images (same order).
         image_statuses: download status of every hit, in rank order (``ok``, ``duplicate``, ...).
         download_counts: hits per download status.
         hits: results the engine returned.
+        hit_ids: the engine's id of every hit, in rank order.
         relevant_fraction: share of usable images whose ground-truth category belongs to the target
             (None when the engine has no ground truth, e.g. a live engine).
         error: the engine's error value, if the search failed.
@@ -33,9 +35,11 @@ class QueryOutcome:
     reward: float
     status: str
     image_rewards: list[float] = field(default_factory=list)
+    image_captions: list[str] = field(default_factory=list)
     image_statuses: list[str] = field(default_factory=list)
     download_counts: dict[str, int] = field(default_factory=dict)
     hits: int = 0
+    hit_ids: list[str] = field(default_factory=list)
     relevant_fraction: float | None = None
     error: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)

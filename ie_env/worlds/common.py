@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -11,14 +13,30 @@ import torch
 from ie_env.config import EnvConfig
 from ie_env.learn.config import LearnConfig
 from ie_env.learn.trainer import Learner
-from ie_env.web.targets import TargetSet, load_target
+from ie_env.web.corpus.arrays import PREPROCESS_KEY
+from ie_env.web.targets import PRESETS, TargetSet, load_target
 
 BACKGROUND_SAMPLE = 1024
 
 
+def announce(message: str) -> None:
+    """Tell the user, on stderr, what long step starts now (progress bars follow it there)."""
+    print(f"ie_env: {message} ...", file=sys.stderr, flush=True)
+
+
+def target_spec(config: EnvConfig) -> str | list[str]:
+    """What :func:`load_target` gets: a preset, a folder, or category paths (one path alone too)."""
+    spec = config.target_spec
+    if isinstance(spec, str) and spec not in PRESETS and "/" in spec and not Path(spec).exists():
+        return [spec]
+    return spec
+
+
 def open_target(config: EnvConfig, progress: bool = True) -> TargetSet:
     """The configured target set (its web corpus is built on first use)."""
-    return load_target(config.target, corpus=config.corpus, progress=progress)
+    if progress:
+        announce(f"opening target {config.target_label!r} and its web corpus (built on first use)")
+    return load_target(target_spec(config), corpus=config.corpus, progress=progress)
 
 
 def learn_config(config: EnvConfig) -> LearnConfig:
@@ -39,11 +57,11 @@ def background_sample(target: TargetSet, size: int, rng: np.random.Generator) ->
     return corpus.load_images([corpus.ids[r] for r in pick], size, progress=False)
 
 
-def make_learner(config: EnvConfig, target: TargetSet, seed: int = 0) -> Learner:
+def make_learner(config: EnvConfig, target: TargetSet, seed: int = 0, progress: bool = True) -> Learner:
     """A learner on the target-train images, warmed up (cached) or loaded as configured."""
     size = config.image_size
     if config.frozen and config.frozen_encoder not in ("warmup", "pretrained"):
-        learner = Learner.load(config.frozen_encoder, threads=config.threads)
+        learner = Learner.load(config.frozen_encoder, threads=config.threads, progress=progress)
     else:
         learner = Learner(
             learn_config(config),
@@ -51,9 +69,14 @@ def make_learner(config: EnvConfig, target: TargetSet, seed: int = 0) -> Learner
             target_labels=target.train_labels,
             seed=seed,
             threads=config.threads,
+            progress=progress,
         )
         if config.warmup and not (config.frozen and config.frozen_encoder == "pretrained"):
-            learner.warm_up(cache_key=f"{target.name}|{target.image_corpus.key}")
+            if progress:
+                announce(
+                    f"warming up the {learner.config.encoder} encoder on the target (cached after the first run)"
+                )
+            learner.warm_up(cache_key=f"{target.name}|{target.image_corpus.key}|{PREPROCESS_KEY}")
     if config.reward == "knn_centered":
         learner.set_background(background_sample(target, size, np.random.default_rng(seed)))
     return learner

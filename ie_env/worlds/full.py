@@ -11,7 +11,7 @@ which deduplicates them against everything the episode already has.
 
 from __future__ import annotations
 
-import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,30 @@ from ie_env.concepts.vocabulary import Vocabulary
 from ie_env.config import EnvConfig
 from ie_env.download import DownloadConfig, Downloader
 from ie_env.download.store import ImageStore
+from ie_env.learn.replay import admitted_indices
 from ie_env.learn.trainer import NonFiniteLossError
 from ie_env.paths import cache_subdir
 from ie_env.search import make_engine
 from ie_env.worlds.base import QueryOutcome
-from ie_env.worlds.common import evaluate_learner, make_learner, open_target
+from ie_env.worlds.common import announce, evaluate_learner, make_learner, open_target
+
+
+def fresh_run_dir(run_dir: str | None) -> Path:
+    """The folder for this env's image stores: ``run_dir``, refused unless it is new or empty.
+
+    Reopening an old store would make every image a duplicate of the last run's (reward 0), so a
+    folder that already holds files is an error. ``None`` picks a new folder under the cache dir.
+    """
+    if run_dir is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        return cache_subdir("runs") / f"env-{stamp}-{os.getpid()}-{time.monotonic_ns():x}"
+    path = Path(run_dir)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ValueError(
+            f"run_dir {str(path)!r} is not empty (it holds an earlier run's image store, whose images "
+            "would all count as duplicates); pass a new or empty folder"
+        )
+    return path
 
 
 class FullWorld:
@@ -37,7 +56,7 @@ class FullWorld:
         self.config = config
         size = config.image_size
         self.target = open_target(config, progress=progress)
-        self.learner = make_learner(config, self.target)
+        self.learner = make_learner(config, self.target, progress=progress)
         self._initial_state = self.learner.state_dict()
         self.test_images = self.target.test_images(size)
         self.test_labels = self.target.test_labels
@@ -51,16 +70,15 @@ class FullWorld:
         # user script in its workers); bulk downloads can ask for processes via download_overrides.
         download_fields = {
             "image_size": size,
-            "resize_mode": "center_crop",
+            # The one preprocessing of the project: the web corpus arrays (targets, frozen world) are
+            # decoded from the same bytes with the same function and mode.
+            "resize_mode": "border",
             "allowed_hosts": allowed,
             "processes": 0,
         }
         download_fields.update(config.download_overrides)
         self.downloader = Downloader(DownloadConfig(**download_fields))
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.run_dir = (
-            Path(config.run_dir) if config.run_dir else cache_subdir("runs") / f"env-{stamp}-{id(self):x}"
-        )
+        self.run_dir = fresh_run_dir(config.run_dir)
         self.store: ImageStore | None = None
         self.episode = -1
         self.iteration = 0
@@ -77,6 +95,10 @@ class FullWorld:
         else:
             from ie_env.web.server import build_index, start_server
 
+            if progress:
+                announce(
+                    f"indexing the captions of {len(self.target.corpus):,} web images and starting the search server"
+                )
             index = build_index(
                 self.target.corpus, self.target, progress=progress, threads=self.config.threads
             )
@@ -87,6 +109,7 @@ class FullWorld:
     # -- World API --------------------------------------------------------------------------------
 
     def reset(self, rng: np.random.Generator) -> None:
+        """Restore the initial encoder and RNG stream and open a new episode's image store."""
         self.learner.load_state_dict(self._initial_state)
         self.learner.reseed(np.random.default_rng(int(rng.integers(2**63))))
         if self.store is not None:
@@ -97,6 +120,7 @@ class FullWorld:
         self._pending = []
 
     def query(self, query: str, concept_id: int) -> QueryOutcome:
+        """Search, download, store and score one query's images (never raises for engine failures)."""
         if self.store is None:
             raise RuntimeError("reset() must be called before query()")
         seconds: dict[str, float] = {}
@@ -136,6 +160,7 @@ class FullWorld:
                 image_statuses=statuses,
                 download_counts=counts,
                 hits=len(result.hits),
+                hit_ids=[hit.id for hit in result.hits],
                 seconds=seconds,
             )
         started = time.perf_counter()
@@ -153,9 +178,11 @@ class FullWorld:
             reward=float(score),
             status=status,
             image_rewards=rewards.tolist(),
+            image_captions=[hit.title or "" for _, _, hit in kept],
             image_statuses=statuses,
             download_counts=counts,
             hits=len(result.hits),
+            hit_ids=[hit.id for hit in result.hits],
             relevant_fraction=relevant,
             seconds=seconds,
         )
@@ -178,8 +205,7 @@ class FullWorld:
         except NonFiniteLossError as exc:
             return {"error": str(exc), "new_images": len(ids), "seconds": time.perf_counter() - started}
         if ids:
-            keep = math.ceil(self.learner.config.buffer_fraction * len(ids))
-            best = np.argsort(-rewards, kind="stable")[:keep]
+            best = admitted_indices(rewards, self.learner.config.buffer_fraction)
             self.store.set_in_buffer([ids[i] for i in best])
         return {
             "loss": stats.loss,
@@ -191,6 +217,7 @@ class FullWorld:
         }
 
     def end_iteration(self, evaluate: bool) -> dict[str, Any]:
+        """Train on the iteration's images (unless per-step training) and evaluate if asked."""
         out: dict[str, Any] = {}
         if not self.config.per_step_training:
             out["train"] = self.train(self.config.train_steps_per_iteration)
@@ -200,9 +227,11 @@ class FullWorld:
         return out
 
     def evaluate(self) -> dict[str, Any]:
+        """k-NN and linear-probe accuracy of the current encoder on the target's test split."""
         return evaluate_learner(self.learner, self.test_images, self.test_labels)
 
     def close(self) -> None:
+        """Close the store, the downloader and the server this world started."""
         if self.store is not None:
             self.store.close()
             self.store = None

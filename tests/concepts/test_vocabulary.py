@@ -18,7 +18,7 @@ from ie_env.concepts.vocabulary import (
 )
 from ie_env.errors import SetupError
 
-FIXTURE_DIR = Path(__file__).parent / "data"
+FIXTURE_DIR = Path(__file__).parents[1] / "data"
 HAVE_WORDNET = (DEFAULT_WORDNET_DIR / "data.noun").is_file()
 needs_wordnet = pytest.mark.skipif(not HAVE_WORDNET, reason="Debian wordnet-base not installed (make setup)")
 
@@ -137,15 +137,54 @@ def test_cli_reports_missing_wordnet_without_traceback(tmp_path, monkeypatch, ca
     assert "wordnet-base" in err and "make setup" in err and "Traceback" not in err
 
 
-def test_parse_cache_is_reused_and_survives_corruption(tmp_path):
+def test_parse_cache_is_reused_and_survives_corruption(tmp_path, monkeypatch):
+    from ie_env.concepts import wordnet
     from ie_env.paths import cache_subdir
 
     Vocabulary("full", folder=FIXTURE_DIR)
     caches = list(cache_subdir("vocabulary").glob("wordnet-*.pickle"))
     assert len(caches) == 1
+
+    def no_parse(path):
+        raise AssertionError("data.noun was parsed again although its parse cache is valid")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(wordnet, "parse_data_noun", no_parse)
+        reused = Vocabulary("full", folder=FIXTURE_DIR)
+    assert reused.find("owl")[0].hypernym == "bird of prey"
     caches[0].write_bytes(b"not a pickle")
     again = Vocabulary("full", folder=FIXTURE_DIR)
     assert again.find("owl")[0].hypernym == "bird of prey"
+    assert caches[0].read_bytes() != b"not a pickle"  # rebuilt
+
+
+def test_distinct_query_texts_disambiguate_shared_lemmas():
+    from ie_env.concepts.queries import distinct_query_texts
+
+    lemmas = ["bass", "bass", "bass", "Bass", "owl", "bass fish"]
+    hypernyms = ["percoid fish", "singing voice", "pitch", "fish", "bird of prey", "fish"]
+    glosses = [
+        "edible spiny-finned fish",
+        "the lowest adult male singing voice",
+        "the lowest part",
+        "any of various North American freshwater fish",
+        "nocturnal bird",
+        "a fish",
+    ]
+    frequencies = [0, 3, 5, 0, 9, 0]
+    queries = distinct_query_texts(lemmas, hypernyms, glosses, frequencies)
+    assert queries[2] == "bass"  # the most frequent sense keeps the bare lemma
+    assert queries[1] == "bass voice" and queries[4] == "owl" and queries[5] == "bass fish"
+    # "bass fish" is another concept's lemma, so the percoid sense takes its whole hypernym.
+    assert queries[0] == "bass percoid fish"
+    assert queries[3].lower().startswith("bass fish ")  # hypernym head taken: a gloss word follows
+    assert len({" ".join(q.split()).lower() for q in queries}) == len(queries)
+
+
+def test_query_texts_of_the_fixture_are_distinct(tiny):
+    queries = tiny.query_texts
+    assert len({" ".join(q.split()).lower() for q in queries}) == len(queries) == len(tiny)
+    assert [tiny.query_text(i) for i in range(len(tiny))] == queries
 
 
 @needs_wordnet
@@ -158,6 +197,16 @@ def test_real_wordnet_counts_and_known_synsets():
     assert vocab.find("dog")[0].hypernym == "canine"
     assert vocab.find("barn owl")[0].hypernym == "owl"
     assert vocab.find("entity")[0].hypernym == ""
+
+
+@needs_wordnet
+def test_no_two_actions_of_the_full_vocabulary_share_a_query_text():
+    vocab = Vocabulary("full")
+    assert len({" ".join(q.split()).lower() for q in vocab.lemmas}) < len(vocab)  # lemmas do collide
+    queries = vocab.query_texts
+    assert len({" ".join(q.split()).lower() for q in queries}) == len(vocab) == len(queries)
+    basses = {vocab.query_text(vocab.position_of(c.id)) for c in vocab.find("bass")}
+    assert len(basses) == len(vocab.find("bass")) and "bass" in basses
 
 
 @needs_wordnet

@@ -27,11 +27,30 @@ def test_explore_runs_every_iteration_and_logs_it(tmp_path, monkeypatch, capsys)
     rows = [json.loads(line) for line in (run_dir / "iterations.jsonl").read_text().splitlines()]
     assert [row["iteration"] for row in rows] == [1, 2, 3]
     for row in rows:
-        assert 0.0 <= row["relevant_fraction"] <= 1.0 and 0.0 <= row["knn_accuracy"] <= 1.0
-        assert row["images_kept"] >= 0 and row["loss"] is not None
-    assert sum(row["images_kept"] for row in rows) > 0
-    out = capsys.readouterr().out
-    assert "k-NN accuracy before exploring" in out and "mean reward" in out
+        assert 0.0 < row["knn_accuracy"] <= 1.0 and row["loss"] is not None
+        if row["images_kept"]:  # the offline web knows every image's category
+            assert row["relevant_fraction"] is not None and 0.0 <= row["relevant_fraction"] <= 1.0
+        else:
+            assert row["relevant_fraction"] is None
+    # Every image the log counts as kept is in the run's SQLite store, and nothing else is.
+    from ie_env.download.store import ImageStore
+
+    store = ImageStore(run_dir / "store" / "episode-000")
+    assert store.count() == sum(row["images_kept"] for row in rows) > 0
+    store.close()
+    captured = capsys.readouterr()
+    assert "k-NN accuracy before exploring" in captured.out and "mean reward" in captured.out
+    assert "warming up the convnet encoder" in captured.err  # long steps say what they do
+
+
+def test_explore_refuses_a_used_run_dir(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IE_ENV_HOME", str(tmp_path / "home"))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "iterations.jsonl").write_text("{}\n")
+    assert main(["--target", "gen-4", "--vocabulary", WORDS, "--run-dir", str(run_dir)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (run_dir / "iterations.jsonl").read_text() == "{}\n"  # nothing lost
 
 
 def test_explore_bad_target_is_a_clear_error(tmp_path, monkeypatch, capsys):

@@ -76,10 +76,13 @@ def test_full_env_passes_gymnasium_and_sb3_checkers(tmp_path):
 
     env = make_full(tmp_path)
     try:
-        check_env(env.unwrapped, skip_render_check=True)
+        # The close check would make a second env on the same run_dir, which is refused (a run dir
+        # holds one run); closing twice is tested below instead.
+        check_env(env.unwrapped, skip_render_check=True, skip_close_check=True)
         sb3_check_env(env.unwrapped, warn=True)
     finally:
         env.close()
+    env.close()  # closing a closed env is allowed
 
 
 def test_frozen_episode_rewards_info_and_truncation():
@@ -87,15 +90,17 @@ def test_frozen_episode_rewards_info_and_truncation():
     obs, info = env.reset(seed=0)
     assert obs.shape == env.observation_space.shape and not obs.any()
     base = env.unwrapped
-    circle = base.vocabulary.find("circle")[0]
-    obs, reward, terminated, truncated, info = env.step(base.vocabulary.position_of(circle.id))
-    assert info["query"] == "circle" and info["concept_id"] == circle.id
+    circle_position = base.vocabulary.query_texts.index("circle")  # the sense that keeps the bare lemma
+    circle = base.vocabulary[circle_position]
+    obs, reward, terminated, truncated, info = env.step(circle_position)
+    assert info["query"] == "circle" and info["concept_id"] == circle.id and circle.lemma == "circle"
+    assert len(info["image_captions"]) == len(info["image_rewards"]) == info["images_kept"]
     assert info["status"] in ("ok", "few_images") and reward > 0
     assert reward == pytest.approx(np.mean(sorted(info["image_rewards"])[-10:]), abs=1e-6)
     assert info["relevant_fraction"] > 0.5  # circles are a gen-4 class
     assert obs[-1] == pytest.approx(reward)
     # The same concept again: everything is already "downloaded", so nothing new and reward 0.
-    _, again, _, _, info = env.step(base.vocabulary.position_of(circle.id))
+    _, again, _, _, info = env.step(circle_position)
     assert again == 0.0 and info["status"] == "no_images" and info["download_counts"].get("duplicate", 0) > 0
     steps = 2
     while not truncated:
@@ -115,6 +120,69 @@ def test_frozen_reset_with_seed_is_reproducible():
         runs.append([env.step(env.action_space.sample())[1] for _ in range(6)])
     assert runs[0] == runs[1]
     env.close()
+
+
+def test_full_env_reset_seed_drives_its_randomness(tmp_path):
+    """The same seed replays an episode (training included); another seed trains differently."""
+    env = make_full(tmp_path, budget=4, queries_per_iteration=4, eval_every=0)
+    base = env.unwrapped
+    actions = [base.vocabulary.query_texts.index(w) for w in ("circle", "square", "star", "box")]
+
+    def episode(seed):
+        env.reset(seed=seed)
+        steps = [env.step(a) for a in actions]
+        return [round(s[1], 6) for s in steps], steps[-1][4]["train"]["loss"]
+
+    first, second, other = episode(3), episode(3), episode(4)
+    assert first == second
+    assert first[1] != other[1]  # the learner is reseeded from the env's RNG at reset
+    env.close()
+
+
+def test_make_accepts_a_config_object(tmp_path):
+    from ie_env.config import EnvConfig
+
+    config = EnvConfig(**SMALL)
+    env = gym.make(ie_env.FROZEN_ENV_ID, config=config)
+    assert env.unwrapped.config.frozen is True  # the env id decides the variant
+    env.reset(seed=0)
+    env.step(0)
+    env.close()
+    env = gym.make(ie_env.ENV_ID, config=EnvConfig(**{**SMALL, "run_dir": str(tmp_path / "r")}))
+    assert env.unwrapped.config.frozen is False
+    env.close()
+    with pytest.raises(TypeError, match="not both.*budget"):
+        gym.make(ie_env.FROZEN_ENV_ID, config=config, budget=3)
+
+
+def test_a_non_empty_run_dir_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "episode-000").mkdir()
+    with pytest.raises(ValueError, match="run_dir.*not empty"):
+        make_full(tmp_path)
+    env = make_full(tmp_path, run_dir=str(tmp_path / "empty"))  # new folders are fine
+    env.close()
+
+
+@pytest.mark.parametrize(
+    "target", ["generated/circle,generated/square", ["generated/circle", "generated/square"]]
+)
+def test_category_list_targets_work_through_the_config(target):
+    env = make_frozen(target=target, corpus="generated")
+    assert env.unwrapped.config.target == ("generated/circle", "generated/square")
+    _, info = env.reset(seed=0)
+    assert info["target"] == "generated/circle,generated/square"
+    _, reward, _, _, info = env.step(env.unwrapped.vocabulary.query_texts.index("circle"))
+    assert reward > 0 and info["relevant_fraction"] > 0.5
+    env.close()
+
+
+def test_unknown_category_in_a_target_list_is_named():
+    with pytest.raises(ValueError, match="generated/nope"):
+        make_frozen(target="generated/circle,generated/nope", corpus="generated")
+    with pytest.raises(ValueError, match="EnvConfig.target"):
+        make_frozen(target="generated/circle,,")
 
 
 def test_bad_actions_raise_clear_errors():
@@ -163,7 +231,7 @@ def test_full_env_two_iterations_over_loopback_http(tmp_path):
     assert base._world.web_url.startswith("http://127.0.0.1:")
     infos = []
     for concept in ["circle", "square", "star", "triangle", "box", "ring", "red", "wedge"]:
-        _, reward, _, _, info = env.step(base.vocabulary.position_of(base.vocabulary.find(concept)[0].id))
+        _, reward, _, _, info = env.step(base.vocabulary.query_texts.index(concept))
         infos.append(info)
         assert info["seconds"]["search"] > 0 and "download" in info["seconds"]
     kept = sum(i["images_kept"] for i in infos)
@@ -250,7 +318,7 @@ def test_per_step_training_mode_trains_inside_every_step(tmp_path):
     env.reset(seed=0)
     base = env.unwrapped
     for concept in ["circle", "square", "star", "triangle"]:
-        _, _, _, _, info = env.step(base.vocabulary.position_of(base.vocabulary.find(concept)[0].id))
+        _, _, _, _, info = env.step(base.vocabulary.query_texts.index(concept))
         assert info["train"]["steps"] == 1 and np.isfinite(info["train"]["loss"])
     assert info["iteration"] == 1 and "eval" in info  # the iteration still closes and evaluates
     env.close()
@@ -266,3 +334,32 @@ def test_budget_sets_truncation_and_normalises_the_observation():
         assert truncated == (step == 5)
     assert env.unwrapped.render() is None
     env.close()
+
+
+def test_frozen_and_full_env_agree_with_the_same_encoder(tmp_path):
+    """One image pipeline: same hits, same dedup outcome and the same rewards in both envs."""
+    n = len(make_frozen().unwrapped.vocabulary)
+    steps = list(range(n)) + list(range(6))  # repeats: the second time everything is a duplicate
+    config = {
+        **SMALL,
+        "budget": len(steps),
+        "queries_per_iteration": len(steps),
+    }  # no training before the end
+    frozen = make_frozen(**config)
+    full = make_full(tmp_path, **config)
+    frozen.reset(seed=0)
+    full.reset(seed=0)
+    compared = 0
+    for position in steps:
+        _, r_frozen, _, _, a = frozen.step(position)
+        _, r_full, _, _, b = full.step(position)
+        assert a["query"] == b["query"] == frozen.unwrapped.vocabulary.query_text(position)
+        assert a["hit_ids"] == b["hit_ids"] and len(a["hit_ids"]) > 0
+        assert a["image_statuses"] == b["image_statuses"]
+        assert a["image_captions"] == b["image_captions"]
+        np.testing.assert_allclose(a["image_rewards"], b["image_rewards"], atol=1e-3)
+        assert r_frozen == pytest.approx(r_full, abs=1e-3)
+        compared += len(a["image_rewards"])
+    assert compared > 50
+    frozen.close()
+    full.close()
