@@ -25,107 +25,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import glob
 import json
 import os
 import random
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import finish, median, parser  # noqa: E402
+from _nginx import CORPUS, NGINX, corpus_files, nginx_server  # noqa: E402
+from _process import run_measured  # noqa: E402
 
-CORPUS = Path("/usr/share/openclipart/png")
-NGINX = "/usr/sbin/nginx"
 REPO = Path(__file__).resolve().parent.parent
-
-
-# ------------------------------------------------------------------------------------------
-# the server
-
-
-def corpus_files(root: Path = CORPUS) -> list[str]:
-    """Unique files under ``root`` (symlinks resolved), as paths relative to ``root``."""
-    real_root = root.resolve()
-    seen: set[str] = set()
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            real = Path(dirpath, name).resolve()
-            if real.is_file() and real.is_relative_to(real_root):
-                seen.add(str(real.relative_to(real_root)))
-    return sorted(seen)
-
-
-def free_port() -> int:
-    """Return a free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def nginx_server(root: Path) -> Iterator[int]:
-    """Run nginx serving ``root`` on a free 127.0.0.1 port; yield the port."""
-    if not os.path.exists(NGINX):
-        raise SystemExit("nginx is missing: apt-get install nginx-light")
-    tmp = Path(tempfile.mkdtemp(prefix="ie-nginx-"))
-    port = free_port()
-    conf = tmp / "nginx.conf"
-    temp_paths = "\n".join(
-        f"    {name}_temp_path {tmp / name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    conf.write_text(
-        f"""worker_processes 1;
-daemon off;
-pid {tmp / "nginx.pid"};
-error_log {tmp / "error.log"} warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    keepalive_timeout 65;
-{temp_paths}
-    types {{ image/png png; image/jpeg jpg; }}
-    default_type application/octet-stream;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root.resolve()};
-        location / {{ }}
-    }}
-}}
-"""
-    )
-    proc = subprocess.Popen([NGINX, "-p", str(tmp), "-c", str(conf)], stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    err = proc.stderr.read().decode() if proc.stderr else ""
-                    raise SystemExit(f"nginx did not start: {err}") from None
-                time.sleep(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def make_urls(files: list[str], port: int, n: int, seed: int = 0) -> list[str]:
@@ -137,54 +52,6 @@ def make_urls(files: list[str], port: int, n: int, seed: int = 0) -> list[str]:
         urls.append(f"http://127.0.0.1:{port}/{path}" + (f"?r={repeat}" if repeat else ""))
     random.Random(seed).shuffle(urls)
     return urls
-
-
-# ------------------------------------------------------------------------------------------
-# measuring a subprocess
-
-
-def _tree_rss_bytes(pid: int) -> int:
-    """RSS of ``pid`` and all its descendants, from /proc (0 for processes that are gone)."""
-    parents: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                stat = Path(entry.path, "stat").read_text()
-                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    tree, frontier = {pid}, {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - tree
-        tree |= frontier
-    total = 0
-    page = os.sysconf("SC_PAGE_SIZE")
-    for member in tree:
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            total += int(Path(f"/proc/{member}/statm").read_text().split()[1]) * page
-    return total
-
-
-def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    """Run ``cmd``; return (wall seconds, peak RSS MB of it and all descendants, stdout)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-    peak = 0.0
-    out: list[str] = []
-    err: list[str] = []
-    readers = [
-        threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True),  # type: ignore[union-attr]
-        threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True),  # type: ignore[union-attr]
-    ]
-    for t in readers:
-        t.start()
-    while proc.poll() is None:
-        peak = max(peak, _tree_rss_bytes(proc.pid) / 2**20)
-        time.sleep(0.05)
-    wall = time.perf_counter() - started
-    for t in readers:
-        t.join()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[:3]} failed ({proc.returncode}): {''.join(err)[-2000:]}")
-    return wall, peak, "".join(out)
 
 
 def run_ours(

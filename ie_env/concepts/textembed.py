@@ -287,20 +287,7 @@ def cached_embeddings(
     for index in range(n_chunks):
         lo, hi = index * chunk_size, min(len(texts), (index + 1) * chunk_size)
         part = EmbeddingCache(parts_dir / f"chunk-{index:05d}-{hi - lo}.npy", dtype)
-        vectors = None
-        if part.exists():
-            try:
-                vectors = part.load()
-                if vectors.shape != (hi - lo, EMBED_DIM):
-                    vectors = None
-            except CorruptCacheError:
-                vectors = None
-        if vectors is None:
-            if queries:
-                vectors = _embed_in_batches(query_embedder(), texts[lo:hi], batch_size)
-            else:
-                vectors = embed_texts(texts[lo:hi], batch_size=batch_size)
-            part.write(vectors)
+        vectors = _chunk(part, texts[lo:hi], queries, batch_size)
         chunks.append(vectors)
         if progress is not None:
             progress.update(hi - lo)
@@ -310,13 +297,30 @@ def cached_embeddings(
     extra = {
         "name": name,
         "model": model_id(),
-        "precision": runtime.precision_tag("cpu"),
+        "precision": precision or runtime.precision_tag("cpu"),
         "count": len(texts),
     }
     cache.write(result, extra=extra)
     shutil.rmtree(parts_dir, ignore_errors=True)
     # What a later load returns: the storage round trip, without reading the file back.
     return result.astype(dtype).astype(np.float32)
+
+
+def _chunk(part: EmbeddingCache, texts: Sequence[str], queries: bool, batch_size: int) -> np.ndarray:
+    """One chunk's embeddings: from its saved part when intact, else computed and saved."""
+    if part.exists():
+        try:
+            vectors = part.load()
+            if vectors.shape == (len(texts), EMBED_DIM):
+                return vectors
+        except CorruptCacheError:
+            pass
+    if queries:
+        vectors = _embed_in_batches(query_embedder(), texts, batch_size)
+    else:
+        vectors = embed_texts(texts, batch_size=batch_size)
+    part.write(vectors)
+    return vectors
 
 
 def _embed_in_batches(

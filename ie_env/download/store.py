@@ -193,48 +193,13 @@ class ImageStore:
             raise ValueError(f"metas has {len(metas)} entries for {len(downloads)} downloads")
         now = time.time()
         with self._lock:
-            url_rows: list[tuple[str, str, str | None, int | None, int | None, float]] = []
-            chosen: list[tuple[int, Download, dict[str, Any]]] = []
-            batch_urls: set[str] = set()
-            batch = Deduplicator(self.phash_threshold)
-            for i, d in enumerate(downloads):
-                meta = {**common, **(metas[i] if metas is not None else {})}
-                meta.setdefault("iteration", iteration)
-                if d.url in batch_urls or self.has_url(d.url):
-                    continue
-                if not d.ok or d.image is None or d.sha256 is None or d.phash is None:
-                    if d.status in FINAL_STATUSES or (
-                        d.status == "http_error" and d.http_status in FINAL_HTTP_CODES
-                    ):
-                        url_rows.append((d.url, d.status, d.sha256, None, meta["iteration"], now))
-                        batch_urls.add(d.url)
-                    continue
-                batch_urls.add(d.url)
-                if self._dedup.is_duplicate(d.sha256, d.phash) or not batch.admit(d.sha256, d.phash):
-                    url_rows.append((d.url, "duplicate", d.sha256, None, meta["iteration"], now))
-                    continue
-                chosen.append((i, d, meta))
+            url_rows, chosen = self._select(downloads, metas, common, iteration, now)
             paths = self._write_files([d for _, d, _ in chosen])
             records: list[ImageRecord | None] = [None] * len(downloads)
             with self._transaction():
                 for (i, d, meta), path in zip(chosen, paths, strict=True):
-                    cursor = self._db.execute(
-                        "INSERT INTO images (url, sha256, phash, path, width, height, nbytes, query,"
-                        " concept_id, engine, license, iteration, in_buffer, added_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
-                        (
-                            d.url, d.sha256, signed(d.phash), path, d.width, d.height, d.nbytes,
-                            meta.get("query"), meta.get("concept_id"), meta.get("engine"),
-                            meta.get("license"), meta["iteration"], now,
-                        ),
-                    )  # fmt: skip
-                    row_id = int(cursor.lastrowid or 0)
-                    url_rows.append((d.url, "ok", d.sha256, row_id, meta["iteration"], now))
-                    records[i] = ImageRecord(
-                        row_id, d.url, d.sha256, d.phash, path, d.width, d.height, d.nbytes,
-                        meta.get("query"), meta.get("concept_id"), meta.get("engine"), meta.get("license"),
-                        meta["iteration"], None, False, now,
-                    )  # fmt: skip
+                    records[i] = self._insert(d, meta, path, now)
+                    url_rows.append((d.url, "ok", d.sha256, records[i].id, meta["iteration"], now))
                 self._db.executemany(
                     "INSERT OR REPLACE INTO urls (url, status, sha256, image_id, iteration, at)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
@@ -245,6 +210,56 @@ class ImageStore:
                     self._dedup.add(record.sha256, record.phash)
                     self._ids.append(record.id)
             return records
+
+    def _select(
+        self,
+        downloads: Sequence[Download],
+        metas: Sequence[Mapping[str, Any]] | None,
+        common: Mapping[str, Any],
+        iteration: int | None,
+        now: float,
+    ) -> tuple[list[tuple], list[tuple[int, Download, dict[str, Any]]]]:
+        """Split a batch into URL rows to remember (final failures, duplicates) and new images to store."""
+        url_rows: list[tuple] = []
+        chosen: list[tuple[int, Download, dict[str, Any]]] = []
+        batch_urls: set[str] = set()
+        batch = Deduplicator(self.phash_threshold)
+        for i, d in enumerate(downloads):
+            meta = {**common, **(metas[i] if metas is not None else {})}
+            meta.setdefault("iteration", iteration)
+            if d.url in batch_urls or self.has_url(d.url):
+                continue
+            if not d.ok or d.image is None or d.sha256 is None or d.phash is None:
+                if d.status in FINAL_STATUSES or (
+                    d.status == "http_error" and d.http_status in FINAL_HTTP_CODES
+                ):
+                    url_rows.append((d.url, d.status, d.sha256, None, meta["iteration"], now))
+                    batch_urls.add(d.url)
+                continue
+            batch_urls.add(d.url)
+            if self._dedup.is_duplicate(d.sha256, d.phash) or not batch.admit(d.sha256, d.phash):
+                url_rows.append((d.url, "duplicate", d.sha256, None, meta["iteration"], now))
+                continue
+            chosen.append((i, d, meta))
+        return url_rows, chosen
+
+    def _insert(self, d: Download, meta: Mapping[str, Any], path: str, now: float) -> ImageRecord:
+        """Insert one new image's row (inside the caller's transaction) and return its record."""
+        cursor = self._db.execute(
+            "INSERT INTO images (url, sha256, phash, path, width, height, nbytes, query,"
+            " concept_id, engine, license, iteration, in_buffer, added_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+            (
+                d.url, d.sha256, signed(d.phash), path, d.width, d.height, d.nbytes,
+                meta.get("query"), meta.get("concept_id"), meta.get("engine"),
+                meta.get("license"), meta["iteration"], now,
+            ),
+        )  # fmt: skip
+        return ImageRecord(
+            int(cursor.lastrowid or 0), d.url, d.sha256, d.phash, path, d.width, d.height, d.nbytes,
+            meta.get("query"), meta.get("concept_id"), meta.get("engine"), meta.get("license"),
+            meta["iteration"], None, False, now,
+        )  # fmt: skip
 
     def _write_files(self, downloads: Sequence[Download]) -> list[str]:
         """Encode, write and fsync each image to a temp file, rename, fsync directories."""

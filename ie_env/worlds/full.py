@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,17 +32,18 @@ from ie_env.worlds.base import QueryOutcome
 from ie_env.worlds.common import announce, evaluate_learner, make_learner, open_target
 
 
-def fresh_run_dir(run_dir: str | None) -> Path:
+def fresh_run_dir(run_dir: str | None, reopen: bool = False) -> Path:
     """The folder for this env's image stores: ``run_dir``, refused unless it is new or empty.
 
     Reopening an old store would make every image a duplicate of the last run's (reward 0), so a
-    folder that already holds files is an error. ``None`` picks a new folder under the cache dir.
+    folder that already holds files is an error, unless ``reopen`` (``EnvConfig.resume``: the
+    caller continues that run and restores its state). ``None`` picks a new folder under the cache dir.
     """
     if run_dir is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         return cache_subdir("runs") / f"env-{stamp}-{os.getpid()}-{time.monotonic_ns():x}"
     path = Path(run_dir)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not reopen)):
         raise ValueError(
             f"run_dir {str(path)!r} is not empty (it holds an earlier run's image store, whose images "
             "would all count as duplicates); pass a new or empty folder"
@@ -78,7 +80,7 @@ class FullWorld:
         }
         download_fields.update(config.download_overrides)
         self.downloader = Downloader(DownloadConfig(**download_fields))
-        self.run_dir = fresh_run_dir(config.run_dir)
+        self.run_dir = fresh_run_dir(config.run_dir, reopen=config.resume)
         self.store: ImageStore | None = None
         self.episode = -1
         self.iteration = 0
@@ -129,38 +131,17 @@ class FullWorld:
         seconds["search"] = time.perf_counter() - started
         if not result.ok:
             return QueryOutcome(0.0, "search_error", error=result.error, seconds=seconds)
-        started = time.perf_counter()
-        batch = self.downloader.fetch(result.hits, known=self.store)
-        seconds["download"] = time.perf_counter() - started
-        started = time.perf_counter()
-        metas = [{"license": hit.license} for hit in result.hits]
-        records = self.store.add_many(
-            batch.downloads,
-            iteration=self.iteration,
-            metas=metas,
-            query=query,
-            concept_id=concept_id,
-            engine=self.engine.name,
-        )
-        kept = [
-            (d, r, h) for d, r, h in zip(batch.downloads, records, result.hits, strict=True) if r is not None
-        ]
-        seconds["store"] = time.perf_counter() - started
-        statuses = [
-            d.status if r is not None or not d.ok else "duplicate"
-            for d, r in zip(batch.downloads, records, strict=True)
-        ]
-        counts: dict[str, int] = {}
-        for status in statuses:
-            counts[status] = counts.get(status, 0) + 1
+        kept, statuses = self._download_and_store(result.hits, query, concept_id, seconds)
+        counts = dict(Counter(statuses))
+        hit_ids = [hit.id for hit in result.hits]
         if not kept:
             return QueryOutcome(
                 0.0,
                 "no_images",
                 image_statuses=statuses,
                 download_counts=counts,
-                hits=len(result.hits),
-                hit_ids=[hit.id for hit in result.hits],
+                hits=len(hit_ids),
+                hit_ids=hit_ids,
                 seconds=seconds,
             )
         started = time.perf_counter()
@@ -181,11 +162,35 @@ class FullWorld:
             image_captions=[hit.title or "" for _, _, hit in kept],
             image_statuses=statuses,
             download_counts=counts,
-            hits=len(result.hits),
-            hit_ids=[hit.id for hit in result.hits],
+            hits=len(hit_ids),
+            hit_ids=hit_ids,
             relevant_fraction=relevant,
             seconds=seconds,
         )
+
+    def _download_and_store(
+        self, hits: list, query: str, concept_id: int, seconds: dict[str, float]
+    ) -> tuple[list[tuple], list[str]]:
+        """Fetch the hits, add the new images to the store; return (download, record, hit) kept, statuses."""
+        started = time.perf_counter()
+        batch = self.downloader.fetch(hits, known=self.store)
+        seconds["download"] = time.perf_counter() - started
+        started = time.perf_counter()
+        records = self.store.add_many(
+            batch.downloads,
+            iteration=self.iteration,
+            metas=[{"license": hit.license} for hit in hits],
+            query=query,
+            concept_id=concept_id,
+            engine=self.engine.name,
+        )
+        seconds["store"] = time.perf_counter() - started
+        kept = [(d, r, h) for d, r, h in zip(batch.downloads, records, hits, strict=True) if r is not None]
+        statuses = [
+            d.status if r is not None or not d.ok else "duplicate"
+            for d, r in zip(batch.downloads, records, strict=True)
+        ]
+        return kept, statuses
 
     def train(self, steps: int | None) -> dict[str, Any]:
         """Train on the images gathered since the last training phase and admit the best to the buffer."""
