@@ -13,6 +13,10 @@ fetches ``--hostile-n`` (2,000) URLs from a misbehaving server on loopback (``te
 stacked and unasked-for encodings, a decompression-bomb header, an endless body, a truncated PNG;
 every URL must get a status. Target: under 500 MB. It needs neither nginx nor the corpus.
 
+``--executor ray`` adds ``ray_images_per_s`` and ``ray_ratio`` (the Ray executor / the local one on
+this machine, target >= 0.8) and per-worker figures, from the hostile server's plain images (see
+``benchmarks/_executor.py``; needs the ``ray`` extra).
+
     python benchmarks/download.py --quick --json out.json      # 500 URLs x 2; RSS run at 3,000
     python benchmarks/download.py --json out.json              # 3,000 URLs x 3; RSS run at 20,000
 
@@ -292,6 +296,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--i2d-processes", type=int, default=2)
     p.add_argument("--i2d-threads", type=int, default=64)
     p.add_argument("--skip-img2dataset", action="store_true")
+    p.add_argument(
+        "--executor", choices=("local", "ray"), default="local",
+        help="ray: also compare the Ray executor with the local one (ray_images_per_s, ray_ratio)",
+    )  # fmt: skip
+    p.add_argument(
+        "--executor-n", type=int, help="URLs in the executor comparison (default 3,000; 600 quick)"
+    )
+    p.add_argument("--ray-workers", type=int, default=2, help="Ray download actors (default 2)")
     for hidden in ("--urls", "--out", "--allowed-host"):
         p.add_argument(hidden, help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -318,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result.update(compare(args, work, n, rss_n, repeats))
         result.update(hostile_run(args, work))
+        if args.executor == "ray":
+            from _executor import executor_run
+
+            result.update(executor_run(args))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result.update(
