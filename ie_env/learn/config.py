@@ -23,7 +23,9 @@ from ie_env.validate import check_choice, check_int, check_ints, check_number, c
 ENCODERS = ("convnet", "resnet18", "resnet50", "efficientnet_lite0")
 OPTIMIZERS = ("lars", "sgd", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
-REWARDS = ("knn", "knn_centered")  # the image-reward variants, see ie_env.learn.reward
+# The image-reward variants, see ie_env.learn.reward; all but the paper's "knn" need a background sample.
+REWARDS = ("knn", "knn_centered", "knn_contrast", "cluster_contrast", "knn_csls")
+BACKGROUND_REWARDS = frozenset(REWARDS) - {"knn"}
 _POSITIVE_INTS = (
     "convnet_width",
     "proj_hidden_dim",

@@ -1,13 +1,26 @@
-"""The target-similarity reward: image reward, hubness-corrected variant, concept score.
+"""The target-similarity reward: image reward variants and the concept score.
+
+Image rewards (``variant``), all functions of L2-normalised embeddings of the candidates, the
+target-train images and (for the last four) a background sample of web images:
 
 * ``knn`` (the paper's Eq. 2): mean cosine similarity of an image's embedding to its k = 15 nearest
   target-train embeddings.
-* ``knn_centered``: all features are centred on the mean of a background sample of web images and
-  re-normalised, and the image's k-NN similarity to that background sample is subtracted. Generic
-  "hub" images (signs, simple shapes) that are close to everything stop scoring high (in a prototype
-  on the clip-art web this raised the AUC of concept scores for "has relevant results" from 0.61 to
-  0.77). Background images should not be among the scored images.
-* Concept score: mean of the top-10 image rewards of one query.
+* ``knn_centered``: all features are centred on the mean of the background sample and
+  re-normalised, and the image's k-NN similarity to the background sample is subtracted.
+* ``knn_contrast``: the paper's k-NN similarity to the target minus the k-NN similarity to the
+  background sample (raw features): a k-NN estimate of the target-vs-web density ratio's log. Generic
+  "hub" images (silhouettes, signs, simple shapes) are close to everything, the target included; the
+  contrast cancels that.
+* ``cluster_contrast``: as ``knn_contrast``, but the target side is the best of per-cluster k-NN
+  similarities over a k-means clustering of the target-train embeddings (:func:`target_clusters`),
+  so a small target class counts as much as a large one.
+* ``knn_csls``: cross-domain similarity local scaling (Lample et al., 2018, a hubness correction):
+  each target image's own background density is subtracted from its similarities before the k
+  nearest are averaged, then the candidate's background density.
+
+Background images should not be among the scored images. Concept score: mean of the top-10 image
+rewards of one query. Measured side by side (ceilings, AUCs) by ``benchmarks/reward.py``; the
+numbers and the default are in the README section "Targets and rewards".
 
 Search is exact: chunked matmul + top-k in torch, or faiss ``IndexFlatIP`` on CPU when installed
 (the faster of the two on CPU, see benchmarks/learner.py).
@@ -15,6 +28,7 @@ Search is exact: chunked matmul + top-k in torch, or faiss ``IndexFlatIP`` on CP
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -63,6 +77,7 @@ def knn_similarity(
     *,
     backend: str = "auto",
     chunk_size: int = 4096,
+    key_bias: np.ndarray | None = None,
 ) -> np.ndarray:
     """Mean inner product of each query with its ``k`` most similar keys (exact).
 
@@ -75,6 +90,8 @@ def knn_similarity(
         backend: ``"torch"`` (chunked matmul + topk, on the queries' device), ``"faiss"`` (IndexFlatIP, CPU),
             or ``"auto"`` (torch for CUDA tensors, faiss on CPU when installed, else torch).
         chunk_size: queries per matmul (bounds memory to chunk_size x n_keys floats).
+        key_bias: optional value added to every similarity with each key (n_keys,) before the top-k
+            (torch backend only; ``knn_csls`` uses it).
 
     Returns:
         float32 array of shape (n_queries,).
@@ -92,14 +109,19 @@ def knn_similarity(
     k = min(k, n_keys)
     on_cuda = isinstance(queries, torch.Tensor) and queries.is_cuda
     if backend == "auto":
-        backend = "torch" if on_cuda or not _has_faiss() else "faiss"
+        backend = "torch" if on_cuda or key_bias is not None or not _has_faiss() else "faiss"
+    if backend == "faiss" and key_bias is not None:
+        raise ValueError("key_bias needs the torch backend")
     if backend == "faiss":
         return _knn_faiss(_to_numpy(queries), _to_numpy(keys), k)
     q = torch.as_tensor(queries, dtype=torch.float32)
     kt = torch.as_tensor(keys, dtype=torch.float32, device=q.device)
+    bias = None if key_bias is None else torch.as_tensor(key_bias, dtype=torch.float32, device=q.device)
     out = torch.empty(n_q, dtype=torch.float32, device=q.device)
     for start in range(0, n_q, chunk_size):
         sims = q[start : start + chunk_size] @ kt.t()
+        if bias is not None:
+            sims = sims + bias
         out[start : start + chunk_size] = sims.topk(k, dim=1, sorted=False).values.mean(dim=1)
     return out.cpu().numpy()
 
@@ -119,24 +141,93 @@ def image_rewards(
         candidates: L2-normalised embeddings. Shape: (n, dim).
         targets: L2-normalised target-train embeddings. Shape: (n_target, dim).
         k: neighbours (paper: 15).
-        variant: ``"knn"`` (paper) or ``"knn_centered"`` (needs ``background``).
+        variant: one of ``REWARDS`` (see the module docstring); all but ``knn`` need ``background``.
         background: L2-normalised embeddings of a background sample of web images. Shape: (n_bg, dim).
         backend: see ``knn_similarity``.
 
     Returns:
         float32 array of shape (n,).
+
+    Raises:
+        ValueError: unknown variant, or a background variant without a background sample.
     """
-    if variant == "knn":
-        return knn_similarity(candidates, targets, k, backend=backend)
     if variant not in REWARDS:
         raise ValueError(f"variant must be one of {REWARDS}, got {variant!r}")
+    if variant == "knn":
+        return knn_similarity(candidates, targets, k, backend=backend)
     if background is None or len(background) == 0:
-        raise ValueError("the 'knn_centered' reward needs a non-empty background sample of web images")
-    mean = np.asarray(background, dtype=np.float32).mean(axis=0, keepdims=True)
-    c, t, b = (
-        _renormalise(np.asarray(x, dtype=np.float32) - mean) for x in (candidates, targets, background)
-    )
-    return knn_similarity(c, t, k, backend=backend) - knn_similarity(c, b, k, backend=backend)
+        raise ValueError(f"the {variant!r} reward needs a non-empty background sample of web images")
+    cand = np.asarray(candidates, dtype=np.float32)
+    targ = np.asarray(targets, dtype=np.float32)
+    back = np.asarray(background, dtype=np.float32)
+    if variant == "knn_centered":
+        mean = back.mean(axis=0, keepdims=True)
+        cand, targ, back = (_renormalise(x - mean) for x in (cand, targ, back))
+    density = knn_similarity(cand, back, k, backend=backend)
+    if variant in ("knn_centered", "knn_contrast"):
+        return knn_similarity(cand, targ, k, backend=backend) - density
+    if variant == "cluster_contrast":
+        return cluster_similarity(cand, targ, k, backend=backend) - density
+    target_density = knn_similarity(targ, back, k, backend=backend)
+    return knn_similarity(cand, targ, k, key_bias=-target_density) - density
+
+
+def target_clusters(targets: np.ndarray, n_clusters: int | None = None, seed: int = 0) -> np.ndarray:
+    """Spherical k-means labels of the target embeddings (deterministic for a seed).
+
+    Args:
+        targets: L2-normalised embeddings. Shape: (n, dim).
+        n_clusters: clusters; default ``round(sqrt(n / 4))`` (at least 1): about 10 for 400 images.
+        seed: seeds the k-means++-style initialisation.
+
+    Returns:
+        int64 labels of shape (n,), every label in ``range(n_clusters)`` used at least once.
+    """
+    x = np.asarray(targets, dtype=np.float32)
+    n = len(x)
+    c = n_clusters if n_clusters is not None else max(1, round(np.sqrt(n / 4)))
+    c = max(1, min(c, n))
+    rng = np.random.default_rng(seed)
+    centres = [x[rng.integers(n)]]
+    for _ in range(1, c):  # farthest-first-ish seeding (k-means++ with cosine distance)
+        dist = np.clip(1.0 - np.max(x @ np.stack(centres).T, axis=1), 0.0, None)
+        centres.append(x[rng.choice(n, p=dist / dist.sum())] if dist.sum() > 0 else x[rng.integers(n)])
+    centre = np.stack(centres)
+    labels = np.zeros(n, dtype=np.int64)
+    for _ in range(20):
+        labels = np.argmax(x @ centre.T, axis=1)
+        for j in range(c):
+            members = x[labels == j]
+            if len(members):
+                centre[j] = members.sum(axis=0) / max(np.linalg.norm(members.sum(axis=0)), 1e-12)
+    labels = np.argmax(x @ centre.T, axis=1)
+    _, labels = np.unique(labels, return_inverse=True)  # drop empty clusters
+    return labels.astype(np.int64)
+
+
+def cluster_similarity(
+    candidates: np.ndarray, targets: np.ndarray, k: int, *, backend: str = "auto"
+) -> np.ndarray:
+    """Best per-cluster k-NN similarity: max over target clusters of the mean of ``min(k, size)`` nearest."""
+    labels = _cached_clusters(targets)
+    best = np.full(len(candidates), -np.inf, dtype=np.float32)
+    for j in range(int(labels.max()) + 1):
+        members = targets[labels == j]
+        best = np.maximum(best, knn_similarity(candidates, members, min(k, len(members)), backend=backend))
+    return best
+
+
+_CLUSTER_CACHE: dict[str, np.ndarray] = {}
+
+
+def _cached_clusters(targets: np.ndarray) -> np.ndarray:
+    """The clusters of a target embedding matrix, memoised by its bytes (it changes once per phase)."""
+    key = hashlib.sha1(np.ascontiguousarray(targets, dtype=np.float32).tobytes()).hexdigest()
+    if key not in _CLUSTER_CACHE:
+        if len(_CLUSTER_CACHE) > 8:
+            _CLUSTER_CACHE.clear()
+        _CLUSTER_CACHE[key] = target_clusters(targets)
+    return _CLUSTER_CACHE[key]
 
 
 def _renormalise(x: np.ndarray) -> np.ndarray:

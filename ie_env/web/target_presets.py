@@ -1,8 +1,10 @@
 """The named target sets and how a target category is split.
 
 Presets: ``ocp-10`` and ``ocp-30`` (clip-art categories, searched on the full ``web``), ``fmnist``
-(Fashion-MNIST *test* images; the shop site's 60,000 training images stay on the web) and ``gen-4`` (four
-shape categories of the generated corpus, for tests without Debian packages).
+(Fashion-MNIST *test* images; the shop site's 60,000 training images stay on the web), ``shop-3`` (a
+within-domain target: three of the shop's own classes, whose other photos stay on the web beside the
+shop's seven other classes; the reward's signal is real there, see the README's "Targets and rewards")
+and ``gen-4`` (four shape categories of the generated corpus, for tests without Debian packages).
 """
 
 from __future__ import annotations
@@ -131,6 +133,7 @@ _FMNIST = (
     "bag",
     "ankle-boot",
 )
+_SHOP3 = ("sneaker", "sandal", "bag")
 _GEN4 = ("circle", "square", "triangle", "star")
 
 PRESETS: dict[str, TargetPreset] = {
@@ -149,6 +152,15 @@ PRESETS: dict[str, TargetPreset] = {
         image_corpus="fashion-mnist-test",
         split=SplitConfig(train=0.5, test=0.5, per_category=100),
         description="Fashion-MNIST test images, 100 per class, 50/50; the 60k-photo shop stays on the web",
+    ),
+    "shop-3": TargetPreset(
+        "shop-3",
+        "web",
+        tuple(f"fashion-mnist/{c}" for c in _SHOP3),
+        _SHOP3,
+        split=SplitConfig(train=0.5, test=0.5, per_category=200),
+        description="within-domain: the shop's sneaker, sandal and bag photos, 200 per class held out "
+        "50/50, the other 5,800 per class stay on the web among the shop's other classes",
     ),
     "gen-4": TargetPreset(
         "gen-4",
