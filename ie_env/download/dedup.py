@@ -79,6 +79,13 @@ class Deduplicator:
     def __len__(self) -> int:
         return self._n
 
+    @property
+    def phashes(self) -> np.ndarray:
+        """The remembered perceptual hashes in admission order (a read-only uint64 view)."""
+        view = self._hashes[: self._n_hashes]
+        view.flags.writeable = False
+        return view
+
     def match(self, sha256: str | None, phash: int | None) -> Match | None:
         """Return the first remembered image this one duplicates (exact before near), or None."""
         if sha256 is not None and sha256 in self._by_sha:

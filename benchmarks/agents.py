@@ -1,0 +1,207 @@
+"""Benchmark the agents: the GP's speed and accuracy, and every agent's relevant-image fraction.
+
+JSON keys:
+
+* ``gp_seconds``: refit + posterior mean and std for every concept of the full vocabulary (146,347;
+  its cached text embeddings, else clustered random unit vectors of that size) from 5,000
+  observations, with the agents' fast path (target <= 5 s on 2 cores); ``gp_exact_seconds_per_1k``:
+  the exact path's cost per 1,000 concepts, for comparison.
+* ``gp_spearman``: rank correlation of the fast path's μ + σ with the exact GP's, on a random
+  sample of 20,000 concepts (the exact GP over all of them takes minutes).
+* ``relevant_fraction``, ``oracle_gap_closed``, ``ceiling_gap_closed``: objects target → agent →
+  value, on the frozen env with the tight budget (10 iterations × 16 queries × 5 results), averaged
+  over seeds. The relevant fraction is the share of new (non-duplicate) downloads in a target
+  category; oracle gap closed = (agent − random) / (oracle − random); ceiling gap closed = (agent −
+  random) / (ceiling − random). ``oracle (privileged)`` reads the true relevance of every concept;
+  ``ceiling (privileged)`` is greedy on the true score of every concept's new images under the env's
+  reward (computed here from the frozen world's tables). Both are research yardsticks, not agents.
+* ``ppo_fraction``: target → PPO's relevant fraction per training episode (first, last) and ``best_agent``:
+  the non-privileged agent with the highest mean oracle gap closed.
+
+Targets: ``ocp-10`` and ``fmnist`` with the full vocabulary when the offline web is built, else
+``gen-4`` with the ``small`` vocabulary. ``--quick``: 2 seeds, a 20,000 × 1,000 GP problem, no PPO.
+
+    python benchmarks/agents.py [--quick] [--json out.json] [--targets ocp-10,fmnist] [--seeds 3]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import finish, parser  # noqa: E402
+
+AGENTS = ("random", "labels", "labels_half", "softmax_gp", "ucb", "thompson", "epsilon_greedy", "zucb")
+BUDGET = {"budget": 160, "queries_per_iteration": 16, "results_per_query": 5}
+# The generated test corpus is a smoke check: a short encoder warm-up, as in the test suite.
+TEST_LEARN = {"warmup_steps": 10, "batch_size": 32}
+
+
+def concept_embeddings(n: int) -> tuple[np.ndarray, str]:
+    """The full vocabulary's cached embeddings (first ``n``), else clustered random unit vectors."""
+    try:
+        from ie_env.concepts.vocabulary import Vocabulary
+
+        vectors = Vocabulary("full").embeddings(build=False)
+        if vectors is not None and len(vectors) >= n:
+            return np.asarray(vectors[:n], dtype=np.float32), "full vocabulary"
+    except Exception:  # no WordNet: synthetic stand-in
+        pass
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 384))[rng.integers(64, size=n)] + 0.6 * rng.normal(size=(n, 384))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), "synthetic"
+
+
+def measure_gp(n: int, m: int, sample: int = 20_000) -> dict:
+    """Time the fast path and compare its ranking with the exact GP's."""
+    from ie_env.agents.gp import GaussianProcess, GPConfig
+    from scipy.stats import spearmanr
+
+    x, source = concept_embeddings(n)
+    rng = np.random.default_rng(0)
+    obs = rng.choice(n, m, replace=False)
+    y = 0.5 + 0.05 * np.tanh(x[obs] @ rng.normal(size=x.shape[1])) + 0.01 * rng.normal(size=m)
+    gp = GaussianProcess(GPConfig())
+    started = time.perf_counter()
+    gp.fit(x[obs], y)
+    mean, std = gp.predict(x, method="fast")
+    seconds = time.perf_counter() - started
+    subset = rng.choice(n, min(sample, n), replace=False)
+    started = time.perf_counter()
+    exact_mean, exact_std = gp.predict(x[subset], method="exact")
+    exact_seconds = time.perf_counter() - started
+    return {
+        "gp_seconds": seconds,
+        "gp_exact_seconds_per_1k": exact_seconds / len(subset) * 1000,
+        "gp_spearman": float(spearmanr(mean[subset] + std[subset], exact_mean + exact_std)[0]),
+        "gp_spearman_std": float(spearmanr(std[subset], exact_std)[0]),
+        "gp_mean_max_error": float(np.abs(mean[subset] - exact_mean).max()),
+        "gp_problem": f"{n} concepts x {m} observations ({source})",
+    }
+
+
+def ceiling_scores(env) -> callable:
+    """PRIVILEGED: the env's true concept score of every concept's not-yet-obtained images.
+
+    Follows the frozen world's dedup (its ``Deduplicator``: an image is a duplicate when its
+    perceptual hash is within the threshold of one already obtained this episode; exact copies have
+    distance 0) and its ``too_small`` rule. Duplicates *within* one query's results are not
+    discounted (a slight overestimate of such queries).
+    """
+    from ie_env.download.dedup import hamming
+
+    world = env.unwrapped._world
+    results = np.asarray(world.results)
+    valid = results >= 0
+    rows = np.where(valid, results, 0)
+    unique = np.unique(rows[valid])
+    phashes = np.asarray(world.row_phash, dtype=np.uint64)[unique]
+    rewards = np.asarray(world.row_rewards, dtype=np.float64)[rows]
+    usable = valid & ~np.asarray(world.too_small)[rows]
+    top = int(world.concept_top)
+    state = {"dedup": None, "done": 0, "blocked": None}
+
+    def scores() -> np.ndarray:
+        dedup = world.dedup
+        if state["dedup"] is not dedup:  # a new episode
+            state.update(dedup=dedup, done=0, blocked=np.zeros(len(world.row_rewards), dtype=bool))
+        blocked = state["blocked"]
+        for h in dedup.phashes[state["done"] :]:  # images obtained since last call
+            blocked[unique[hamming(phashes, int(h)) <= dedup.threshold]] = True
+        state["done"] = len(dedup.phashes)
+        values = np.where(usable & ~blocked[rows], rewards, -np.inf)
+        values = -np.sort(-values, axis=1)[:, :top]
+        kept = np.isfinite(values)
+        return np.where(kept, values, 0.0).sum(1) / np.maximum(kept.sum(1), 1)
+
+    return scores
+
+
+def measure_agents(target: str, vocabulary: str, seeds: int, ppo_episodes: int) -> dict:
+    """Relevant fraction of every agent (mean over seeds) on one target."""
+    import gymnasium as gym
+    from ie_env.agents import make_agent, relevant_fraction, run_episode
+    from ie_env.agents.oracle import CeilingAgent
+
+    import ie_env
+
+    extra = {"learn_overrides": TEST_LEARN} if target.startswith("gen-") else {}
+    env = gym.make(ie_env.FROZEN_ENV_ID, target=target, vocabulary=vocabulary, **BUDGET, **extra)
+    fractions: dict[str, float] = {}
+    for name in (*AGENTS, "oracle", "ceiling"):
+        values = []
+        for seed in range(seeds):
+            agent = CeilingAgent(ceiling_scores(env)) if name == "ceiling" else make_agent(name, env)
+            values.append(relevant_fraction(run_episode(agent, env, agent_seed=seed, env_seed=seed)))
+        label = f"{name} (privileged)" if name in ("oracle", "ceiling") else name
+        fractions[label] = float(np.mean(values))
+        print(f"  {target:8s} {label:22s} {fractions[label]:.4f}", flush=True)
+    ppo = {}
+    if ppo_episodes:
+        agent = make_agent("ppo", env, n_steps=32, batch_size=16)
+        agent.learn(ppo_episodes * BUDGET["budget"], env_seed=0)
+        per_episode = [
+            relevant_fraction(agent.history[i : i + BUDGET["budget"]])
+            for i in range(0, len(agent.history), BUDGET["budget"])
+        ]
+        ppo = {"first": per_episode[0], "last": per_episode[-1], "episodes": per_episode}
+        fractions["ppo"] = float(np.mean(per_episode[-3:]))
+    env.close()
+    return {"fractions": fractions, "ppo": ppo}
+
+
+def gaps(fractions: dict[str, float], top: str) -> dict[str, float]:
+    """(agent − random) / (top − random) for every agent."""
+    base, best = fractions["random"], fractions[top]
+    span = best - base
+    return {k: (v - base) / span if span > 0 else float("nan") for k, v in fractions.items()}
+
+
+def web_targets() -> list[str]:
+    """``ocp-10`` and ``fmnist`` when the offline web is built."""
+    from ie_env.paths import cache_dir
+
+    return ["ocp-10", "fmnist"] if any((cache_dir() / "web").glob("*/*")) else []
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; see the module docstring."""
+    args_parser = parser(__doc__)
+    args_parser.add_argument("--targets", default=None, help="comma-separated targets")
+    args_parser.add_argument("--seeds", type=int, default=None)
+    args_parser.add_argument("--vocabulary", default=None, help="vocabulary subset (default: full)")
+    args_parser.add_argument("--skip-gp", action="store_true")
+    args = args_parser.parse_args(argv)
+    seeds = args.seeds or (2 if args.quick else 3)
+    result: dict = {}
+    if not args.skip_gp:
+        result.update(measure_gp(20_000, 1000) if args.quick else measure_gp(146_347, 5000))
+    targets = args.targets.split(",") if args.targets else web_targets()
+    vocabulary = args.vocabulary or "full"
+    if not targets:
+        targets, vocabulary = ["gen-4"], args.vocabulary or "small"
+    fractions, oracle_gap, ceiling_gap, ppo = {}, {}, {}, {}
+    for target in targets:
+        measured = measure_agents(target, vocabulary, seeds, 0 if args.quick else 10)
+        fractions[target] = measured["fractions"]
+        oracle_gap[target] = gaps(measured["fractions"], "oracle (privileged)")
+        ceiling_gap[target] = gaps(measured["fractions"], "ceiling (privileged)")
+        if measured["ppo"]:
+            ppo[target] = {k: v for k, v in measured["ppo"].items() if k != "episodes"}
+    names = [a for a in fractions[targets[0]] if "privileged" not in a and a != "random"]
+    result["relevant_fraction"] = fractions
+    result["oracle_gap_closed"] = oracle_gap
+    result["ceiling_gap_closed"] = ceiling_gap
+    if ppo:
+        result["ppo_fraction"] = ppo
+    result["best_agent"] = max(names, key=lambda a: np.nanmean([oracle_gap[t][a] for t in targets]))
+    result["setup"] = {"targets": targets, "vocabulary": vocabulary, "seeds": seeds, **BUDGET}
+    return finish(result, args.json)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

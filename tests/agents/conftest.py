@@ -1,0 +1,43 @@
+"""A small frozen env shared by the agent tests (generated corpus, 20-word vocabulary, own cache)."""
+
+from __future__ import annotations
+
+import os
+
+import gymnasium as gym
+import pytest
+
+import ie_env
+
+WORDS = (
+    "words:circle,square,triangle,star,cross,ring,stripe,dot,box,pyramid,wedge,disk,"
+    "red,green,blue,apple,dog,owl,car,bicycle"
+)
+SMALL = {
+    "target": "gen-4",
+    "vocabulary": WORDS,
+    "n_clusters": 4,
+    "budget": 16,
+    "queries_per_iteration": 4,
+    "results_per_query": 5,
+    "progress": False,
+    "learn_overrides": {"warmup_steps": 10, "batch_size": 32},
+}
+
+
+@pytest.fixture(scope="session")
+def agent_env_home(tmp_path_factory):
+    old = os.environ.get("IE_ENV_HOME")
+    os.environ["IE_ENV_HOME"] = str(tmp_path_factory.mktemp("ie_env_home_agents"))
+    yield
+    if old is None:
+        os.environ.pop("IE_ENV_HOME", None)
+    else:
+        os.environ["IE_ENV_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def frozen_env(agent_env_home):
+    env = gym.make(ie_env.FROZEN_ENV_ID, **SMALL)
+    yield env
+    env.close()
