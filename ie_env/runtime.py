@@ -1,16 +1,23 @@
 """How this process uses its hardware: bfloat16 where it is native, and the thread-count policy.
 
 * :func:`bf16_enabled` is the one detection function: True on a CUDA device with bf16, or on a CPU
-  with native bfloat16 matmuls (AVX512-BF16 or AMX), unless ``IE_ENV_BF16=0``. bf16 autocast roughly
-  doubles text embedding and SSL training on such CPUs (measured: MiniLM 2.6x with cosine to fp32
-  >= 0.9999; MoCo v3 convnet training about 2x).
+  with native bfloat16 matmuls (AVX512-BF16 or AMX), unless ``IE_ENV_BF16=0``. Where it is True, text
+  embedding (vocabulary, captions), image embedding and the SSL forward passes run under bf16
+  autocast; weights, optimiser state, losses and returned embeddings stay float32, and the server's
+  ranking query embeddings stay float32 on purpose. Measured on a 2-core AMX CPU, one thread: MiniLM
+  2.6x (cosine to fp32 >= 0.9999); MoCo v3 convnet training at 32 px 2.5x (346 vs 136 img/s of CPU
+  time, with channels-last weights, which oneDNN's bf16 convolutions need to be fast); image
+  embedding about 3x (cosine to fp32 >= 0.99999).
 * :func:`autocast` returns the autocast context for a device (a no-op where bf16 is off), and
   :func:`precision_tag` the short name (``bf16`` or ``fp32``) that caches put into their keys, so a
   cache never mixes results of two precisions.
 * :func:`default_threads` is the thread policy for a process that runs alone (``ie-explore``,
   ``ie-vocab embed``, ``ie-web build``, benchmarks): ``$IE_ENV_THREADS`` when set, else every core
   this process may use. Only such entry points call :func:`use_threads`; library code never changes
-  process-wide torch settings as a side effect.
+  process-wide torch settings as a side effect (``EnvConfig.threads``, when given, is applied once by
+  the env, and documented as process-wide). On a machine shared with other busy processes, one thread
+  each is faster than oversubscribed OpenMP threads: set ``IE_ENV_THREADS=1`` there.
+* :func:`bf16_allowed` switches bf16 off (or back on) for a block, for comparing the two precisions.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+from collections.abc import Iterator
 from typing import Any
 
 BF16_ENV_VAR = "IE_ENV_BF16"
@@ -36,6 +44,13 @@ def _bf16_native(device_type: str) -> bool:
         return False
 
 
+def default_device() -> str:
+    """``"cuda"`` when a CUDA device is available, else ``"cpu"`` (the learner's default device)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def bf16_enabled(device: Any = "cpu") -> bool:
     """Whether work on ``device`` runs under bfloat16 autocast (native support and not ``IE_ENV_BF16=0``)."""
     if os.environ.get(BF16_ENV_VAR, "1").strip().lower() in ("0", "false", "no", "off"):
@@ -52,6 +67,24 @@ def autocast(device: Any = "cpu") -> contextlib.AbstractContextManager:
 
     device_type = getattr(device, "type", None) or str(device).split(":", 1)[0]
     return torch.autocast(device_type, dtype=torch.bfloat16)
+
+
+@contextlib.contextmanager
+def bf16_allowed(allowed: bool) -> Iterator[None]:
+    """Within the block, allow bf16 (where native) or force float32, as ``IE_ENV_BF16`` would; restored after.
+
+    For benchmarks and tests that compare the two precisions in one process. It sets the process's
+    environment variable, so it is not for use from several threads at once.
+    """
+    before = os.environ.get(BF16_ENV_VAR)
+    os.environ[BF16_ENV_VAR] = "1" if allowed else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(BF16_ENV_VAR, None)
+        else:
+            os.environ[BF16_ENV_VAR] = before
 
 
 def precision_tag(device: Any = "cpu") -> str:

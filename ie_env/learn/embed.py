@@ -1,4 +1,8 @@
-"""Embedding images with a backbone: batched, in eval mode, L2-normalised float32 features."""
+"""Embedding images with a backbone: batched, in eval mode, L2-normalised float32 features.
+
+The backbone runs under :func:`ie_env.runtime.autocast` (bfloat16 where the device runs it natively,
+``IE_ENV_BF16=0`` turns it off); features are cast to float32 before they are normalised.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ie_env.learn.augment import prepare_eval
+from ie_env.runtime import autocast
 
 
 @torch.no_grad()
@@ -48,7 +53,10 @@ def embed_tensor(
         with tqdm(total=len(data), desc=desc, unit="img", disable=not progress) as bar:
             for start in range(0, len(data), batch_size):
                 x = prepare_eval(data[start : start + batch_size].to(device, non_blocking=True))
-                out[start : start + batch_size] = F.normalize(backbone(x).float(), dim=1).cpu().numpy()
+                x = x.contiguous(memory_format=torch.channels_last)
+                with autocast(device):
+                    features = backbone(x)
+                out[start : start + batch_size] = F.normalize(features.float(), dim=1).cpu().numpy()
                 bar.update(len(x))
     finally:
         backbone.train(was_training)

@@ -5,6 +5,9 @@ An epoch of a phase is all ``n_new`` new images plus ``round(pcr * n_new)`` imag
 every epoch; with no new images an epoch is the whole past pool. Indices are global over the virtual
 concatenation ``new + past`` (new images are ``[0, n_new)``), and :func:`gather` copies only the rows
 a batch needs.
+
+The forward pass runs under :func:`ie_env.runtime.autocast` (bfloat16 where the device runs it natively,
+``IE_ENV_BF16=0`` turns it off); the loss, the gradients, the optimiser and the weights stay float32.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from tqdm.auto import tqdm
 from ie_env.learn.augment import TwoViewAugment
 from ie_env.learn.config import LearnConfig
 from ie_env.learn.moco import MoCoV3, lr_at
+from ie_env.runtime import autocast
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -193,11 +197,15 @@ class PhaseRunner:
 
     def _step(self, batch: torch.Tensor, step: int, total: int) -> float:
         cfg, opt = self.config, self.optimizer
-        x1, x2 = self.augment(batch, self.generator)
+        x1, x2 = (
+            x.contiguous(memory_format=torch.channels_last) for x in self.augment(batch, self.generator)
+        )
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, step, total)
         self.model.update_momentum(cfg.momentum)
-        loss = self.model(x1, x2)
+        with autocast(self.device):
+            loss = self.model(x1, x2)
+        loss = loss.float()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -18,7 +18,10 @@ Randomness comes from one seeded ``numpy.random.Generator`` (sampling) and one `
 when available. Images are kept as uint8 ``(N, 3, S, S)`` CPU tensors and moved to the device one
 batch at a time; augmentations run batched on the device (augment.py). With ``progress=True`` the
 long steps (training phases, the warm-up, embedding, evaluation) draw tqdm progress bars on stderr;
-with False they print nothing.
+with False they print nothing. The SSL forward passes and image embeddings run under bfloat16
+autocast where the device runs it natively (``ie_env.runtime.bf16_enabled``; ``IE_ENV_BF16=0`` for
+float32); weights, optimiser state and returned features are float32 either way. Nothing here changes
+process-wide settings such as torch's thread count.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from ie_env.learn.replay import ReplayBuffer
 from ie_env.learn.reward import ImageScores
 from ie_env.learn.scoring import Scorer
 from ie_env.learn.warmup import load_warmup, save_warmup, warmup_key, warmup_path
+from ie_env.runtime import precision_tag
 
 __all__ = ["ImageScores", "Learner", "NonFiniteLossError", "TrainStats"]
 
@@ -62,7 +66,8 @@ class Learner(Scorer):
         seed: seeds a new generator (ignored if ``generator`` is given).
         generator: the source of all randomness.
         device: torch device; default CUDA when available, else CPU.
-        threads: if given, ``torch.set_num_threads(threads)`` (process-wide).
+        threads: accepted for compatibility and checked (a positive integer or None), but not applied:
+            the thread count is the process's, set by entry points (``ie_env.runtime.use_threads``).
         progress: default of the methods' ``progress`` argument (progress bars for long steps).
     """
 
@@ -79,10 +84,8 @@ class Learner(Scorer):
         threads: int | None = None,
         progress: bool = False,
     ) -> None:
-        if threads is not None:
-            if threads < 1:
-                raise ValueError(f"threads must be >= 1, got {threads!r}")
-            torch.set_num_threads(threads)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
         self._rng = generator if generator is not None else np.random.default_rng(seed)
         init_seed = int(self._rng.integers(2**62))
         self._torch_gen = torch.Generator().manual_seed(int(self._rng.integers(2**62)))
@@ -207,8 +210,14 @@ class Learner(Scorer):
         return stats
 
     def warmup_key(self, steps: int, cache_key: str | None = None, warmup_seed: int = 0) -> str:
-        """The warm-up cache key (hex SHA-256) for this target and configuration."""
-        return warmup_key(self.config, self._target, steps, cache_key, warmup_seed)
+        """The warm-up cache key (hex SHA-256) for this target, configuration and training precision.
+
+        The precision (``bf16`` or ``fp32``, :func:`ie_env.runtime.precision_tag`) is part of the key, so
+        a bfloat16 warm-up is never loaded by a float32 run or the other way round.
+        """
+        precision = precision_tag(self.device)
+        extra = precision if cache_key is None else f"{cache_key}|{precision}"
+        return warmup_key(self.config, self._target, steps, extra, warmup_seed)
 
     def _run_phase(
         self, pools: list[torch.Tensor], *, steps: int | None, epochs: int | None, progress: bool

@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from ie_env import runtime
 from ie_env.errors import SetupError
 from ie_env.web.targets import PRESETS
 
@@ -178,7 +179,12 @@ def parser() -> argparse.ArgumentParser:
             "--corpus", default=None, help="corpus preset (web, clipart, emoji, generated) or folder"
         )
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
-        p.add_argument("--threads", type=int, default=1, help="torch threads for text embeddings (default 1)")
+        p.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="torch threads (default: $IE_ENV_THREADS, else every core)",
+        )
 
     build = sub.add_parser("build", help="build corpus, caption embeddings and index")
     common(build)
@@ -220,19 +226,15 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _set_threads(threads: int | None) -> None:
-    """Set torch's process-wide thread count (this process runs alone: the command line owns it)."""
-    if threads is None:
-        return
-    import torch
-
-    torch.set_num_threads(threads)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``ie-web`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     args = parser().parse_args(argv)
-    _set_threads(getattr(args, "threads", None))
+    if hasattr(args, "threads"):  # this process runs alone: the command line owns its thread count
+        try:
+            args.threads = runtime.use_threads(args.threads)
+        except ValueError as exc:
+            print(f"ie-web: {exc}", file=sys.stderr)
+            return 2
     try:
         return args.func(args)
     except SetupError as exc:

@@ -2,7 +2,9 @@
 
 :func:`concept_results` ranks every concept's query with the same :class:`~ie_env.web.index.CaptionIndex`
 the HTTP server uses (caption-embedding cosine + exact-token boost + hash tie-break, target images
-excluded), so the frozen env returns what the full env's search returns.
+excluded), so the frozen env returns what the full env's search returns. :func:`rank_table` is that
+ranking vectorised over a chunk of queries (one matrix product, one row-wise partial sort); it returns
+exactly the rows ``CaptionIndex.rank`` returns, query by query.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from ie_env.concepts.textembed import EMBED_DIM, model_id, query_embedder
 from ie_env.paths import atomic_path, cache_subdir
 from ie_env.search.base import InvalidQuery, validate_query
-from ie_env.web.index import CaptionIndex, normalize_query
+from ie_env.web.index import CaptionIndex, _hash64, _mix, normalize_query, tokenize
 
 RANK_CHUNK = 2048
 
@@ -99,22 +101,7 @@ def concept_results(
                     first.setdefault(key, i)
             query_vectors = np.asarray(given, dtype=np.float32)[[first[k] for k in distinct]]
         position = {k: i for i, k in enumerate(distinct)}
-        table = np.full((len(distinct), n), -1, dtype=np.int32)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(distinct), desc="ranking concept queries", unit="query")
-        for lo in range(0, len(distinct), RANK_CHUNK):
-            chunk = query_vectors[lo : lo + RANK_CHUNK]
-            scores = index.doc_scores(chunk)
-            for j in range(len(chunk)):
-                ranked = index.rank(distinct[lo + j], chunk[j], n, scores=scores[j])
-                table[lo + j, : len(ranked)] = [r.row for r in ranked]
-            if bar is not None:
-                bar.update(len(chunk))
-        if bar is not None:
-            bar.close()
+        table = rank_table(index, distinct, query_vectors, n, progress)
         rows = np.full((len(keys), n), -1, dtype=np.int32)
         for i, key in enumerate(keys):
             if key:
@@ -122,3 +109,87 @@ def concept_results(
         return rows
 
     return load_or_build(path, build, (len(queries), n))
+
+
+def rank_table(
+    index: CaptionIndex, queries: list[str], vectors: np.ndarray, n: int, progress: bool = False
+) -> np.ndarray:
+    """The rows of ``index.rank(q, v, n)`` for every query, (len(queries), n) int32, -1 past the results.
+
+    Same scores (float32 cosine, then the token boost added token by token, then the excluded-document
+    mask), same partial sort and the same tie-break hash as :meth:`CaptionIndex.rank`, computed a chunk of
+    ``RANK_CHUNK`` queries at a time.
+
+    Args:
+        index: the caption index.
+        queries: valid query texts.
+        vectors: their embeddings, float32 (len(queries), d).
+        n: results per query.
+        progress: progress bar over the queries.
+    """
+    table = np.full((len(queries), n), -1, dtype=np.int32)
+    need = min(n, index.live_rows)
+    m = min(need, index._live_docs)
+    if m <= 0:
+        return table
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(queries), desc="ranking concept queries", unit="query", disable=not progress) as bar:
+        for lo in range(0, len(queries), RANK_CHUNK):
+            keys = [normalize_query(q) for q in queries[lo : lo + RANK_CHUNK]]
+            scores = index.doc_scores(vectors[lo : lo + RANK_CHUNK])
+            _add_boosts(index, keys, scores)
+            scores += index._dead_docs
+            if m < scores.shape[1]:
+                top = np.argpartition(-scores, m - 1, axis=1)[:, :m]
+            else:
+                top = np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
+            order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+            top = np.take_along_axis(top, order, axis=1)
+            hashes = np.fromiter((_hash64(key) for key in keys), dtype=np.uint64, count=len(keys))
+            _expand_rows(index, top, hashes, need, table[lo : lo + len(keys)])
+            bar.update(len(keys))
+    return table
+
+
+def _add_boosts(index: CaptionIndex, keys: list[str], scores: np.ndarray) -> None:
+    """Add each query's exact-token boost to its row of ``scores`` in place (as ``rank`` adds it)."""
+    if not index.boost:
+        return
+    postings = index._postings
+    for j, key in enumerate(keys):
+        tokens = set(tokenize(key))
+        if not tokens:
+            continue
+        bonus = np.float32(index.boost / len(tokens))
+        row = scores[j]
+        for token in tokens:
+            docs = postings.get(token)
+            if docs is not None:
+                row[docs] += bonus
+
+
+def _expand_rows(
+    index: CaptionIndex, top: np.ndarray, query_hashes: np.ndarray, need: int, out: np.ndarray
+) -> None:
+    """Fill ``out`` (B, n) with each query's first ``need`` rows of its ranked documents ``top`` (B, m).
+
+    A document's rows come in the order of the tie-break hash of (query, row key), as in ``rank``; only
+    the documents that contribute a row are expanded.
+    """
+    ptr = index._doc_ptr
+    counts = ptr[top + 1] - ptr[top]
+    before = np.cumsum(counts, axis=1) - counts
+    query, position = np.nonzero((before < need) & (counts > 0))  # by query, then by rank
+    docs = top[query, position]
+    lengths = counts[query, position]
+    segment = np.repeat(np.arange(len(docs)), lengths)
+    within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    rows = index._doc_rows[ptr[docs][segment] + within]
+    row_query = query[segment]
+    order = np.lexsort((_mix(index._row_hash[rows] ^ query_hashes[row_query]), segment))
+    rows, row_query = rows[order], row_query[order]
+    first = np.searchsorted(row_query, np.arange(len(out)))
+    rank = np.arange(len(rows)) - first[row_query]
+    keep = rank < need
+    out[row_query[keep], rank[keep]] = rows[keep]
