@@ -87,14 +87,16 @@ def run_episode(
     done = False
     while not done:
         actions = agent.propose(1 if getattr(agent, "per_step", False) else per_iteration)
+        closed = False
         for action in actions:
             _, reward, terminated, truncated, info = env.step(int(action))
             records.append(StepRecord.from_info(len(records), iteration, action, reward, info))
             agent.update(int(action), float(reward), info)
+            closed = "iteration_end" in info  # the env says when an iteration closes
             done = terminated or truncated or (max_steps is not None and len(records) >= max_steps)
-            if done:
+            if done or closed:
                 break
-        if len(records) % per_iteration == 0 or done:
+        if closed or done:
             agent.end_iteration()
             iteration += 1
     return records

@@ -1,192 +1,293 @@
-"""``ie-explore``: run the full Internet Explorer env on the offline web and report each iteration.
+"""``ie-explore``: one agent on one Internet Explorer env, with live progress, TensorBoard and a report.
 
-The first main job: uniform random queries (agents come later), 5 iterations of 16 queries by default,
-about 6 minutes on 2 CPU cores once the one-time builds (vocabulary embeddings, offline web, target
-warm-up) are cached; each build says what it does and shows a progress bar. Per iteration it prints the
-mean reward, the relevant-image fraction (share of kept downloads whose ground-truth category is a
-target category; ``-`` where the engine cannot know it), images kept, and k-NN accuracy on the target's
-labeled test split; the same rows go to ``<run_dir>/iterations.jsonl`` as they happen. A run dir that
-already holds files is refused (resuming comes later).
+    ie-explore                                    # the best agent, full env, offline web, ocp-10
+    ie-explore --env frozen --agent ucb --seed 1 --iterations 10
+    ie-explore --config experiments/configs/explore_cpu.toml --agent-args smr=4
+    ie-explore --resume runs/ocp-10-full__softmax_gp__0__20250101-120000
 
-    ie-explore --target ocp-10 --iterations 4 --queries-per-iteration 16 --seed 0
+A run lives in ``<runs_root>/<target>-<env>__<agent>__<seed>__<time>/``: ``config.toml`` (the resolved
+settings), ``checkpoints/latest.pt`` (after every iteration), ``store/`` (the full env's images),
+``metrics.jsonl``, TensorBoard events (``tensorboard --logdir runs``) and, at the end, ``report.md``.
+A folder that already holds files is refused unless ``--resume`` names it; a resumed run continues
+from its last checkpoint and, on the frozen env, gives exactly the rows an uninterrupted run gives.
+Ctrl-C finishes the current step, checkpoints and exits (status 130); ``--resume`` continues it.
+
+The default schedule (5 iterations of 16 queries, 80 SSL steps each) takes a few minutes on 2 CPU
+cores once the one-time builds (vocabulary embeddings, offline web, warm-up) are cached.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
-import os
+import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from ie_env.experiments import checkpoint
+from ie_env.experiments.config import ENV_IDS, ExploreConfig, parse_args
+from ie_env.experiments.tracking import METRICS, Tracker, truncate_metrics
 
 
-@dataclass
-class Args:
-    """Arguments of one exploration run."""
-
-    target: str = field(
-        default="ocp-10",
-        metadata={
-            "help": "target preset (ocp-10, ocp-30, fmnist, gen-4), a folder of images, or comma-separated "
-            "web categories (openclipart/animals/birds,openclipart/food/fruit)"
-        },
-    )
-    vocabulary: str = field(
-        default="full", metadata={"help": "vocabulary subset: full, small, words:a,b,c or a word-list file"}
-    )
-    iterations: int = field(
-        default=5,
-        metadata={"help": "iterations to run (each: queries, then a training phase and an evaluation)"},
-    )
-    queries_per_iteration: int = field(default=16, metadata={"help": "queries per iteration"})
-    results_per_query: int = field(default=20, metadata={"help": "images requested per query"})
-    train_steps: int = field(default=80, metadata={"help": "SSL optimiser steps per iteration"})
-    warmup_steps: int = field(
-        default=300,
-        metadata={
-            "help": "SSL steps on the target alone before the first query (cached per target and encoder)"
-        },
-    )
-    encoder: str = field(default="convnet", metadata={"help": "learner backbone"})
-    image_size: int = field(default=32, metadata={"help": "training and scoring resolution"})
-    reward: str = field(
-        default="knn",
-        metadata={"help": "image reward: knn (the paper's) or knn_centered (hubness-corrected)"},
-    )
-    seed: int = field(default=0, metadata={"help": "seed of the env (query sampling, training order)"})
-    threads: int = field(
-        default=int(os.environ.get("IE_ENV_THREADS", "1")), metadata={"help": "torch CPU threads"}
-    )
-    web_url: str | None = field(
-        default=None, metadata={"help": "an already running `ie-web serve` (default: the env starts one)"}
-    )
-    run_dir: str | None = field(
-        default=None,
-        metadata={
-            "help": "where to write the store and the iteration log (default runs/explore-<target>-<seed>-<time>)"
-        },
-    )
+def run_dir_for(cfg: ExploreConfig) -> Path:
+    """The run's folder: ``run_dir``, or a new ``<runs_root>/<target>-<env>__<agent>__<seed>__<time>``."""
+    if cfg.run_dir:
+        return Path(cfg.run_dir)
+    target = cfg.target.replace("/", "_").replace(",", "+")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(cfg.runs_root) / f"{target}-{cfg.env}__{cfg.agent}__{cfg.seed}__{stamp}"
 
 
-def parse_args(argv: list[str] | None = None) -> Args:
-    """Parse ``ie-explore``'s command line into :class:`Args`."""
-    parser = argparse.ArgumentParser(prog="ie-explore", description=__doc__.split("\n\n")[0])
-    defaults = Args()
-    for spec in dataclasses.fields(Args):
-        default = getattr(defaults, spec.name)
-        kind = type(default) if default is not None else str
-        parser.add_argument(
-            "--" + spec.name.replace("_", "-"),
-            type=kind,
-            default=default,
-            help=f"{spec.metadata['help']} (default: %(default)s)",
-        )
-    return Args(**vars(parser.parse_args(argv)))
+def prepare_run_dir(cfg: ExploreConfig) -> Path:
+    """Create (or, with ``resume``, check) the run folder; a used folder without resume is refused."""
+    run_dir = run_dir_for(cfg)
+    if cfg.resume:
+        if not (run_dir / "config.toml").is_file():
+            raise ValueError(f"--resume {str(run_dir)!r}: not an ie-explore run folder")
+        return run_dir
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ValueError(f"run dir {str(run_dir)!r} is not empty; pass a new --run-dir or --resume it")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.toml").write_text(cfg.to_toml())
+    return run_dir
 
 
-def run(args: Args) -> list[dict]:
-    """Run the exploration; returns one summary row per iteration."""
+def make_env(cfg: ExploreConfig, run_dir: Path, resume: bool = False) -> Any:
+    """The configured env (``gym.make``), its images under ``run_dir/store``."""
     import gymnasium as gym
 
     import ie_env  # noqa: F401  (registers the env ids)
 
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(
-        args.run_dir or f"runs/explore-{args.target.replace('/', '_').replace(',', '+')}-{args.seed}-{stamp}"
-    )
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ValueError(f"run dir {str(run_dir)!r} is not empty; pass a new --run-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=1))
-    budget = args.iterations * args.queries_per_iteration
-    print(
-        f"ie-explore: target {args.target}, vocabulary {args.vocabulary}, {budget} random queries, run dir {run_dir}"
-    )
-    started = time.perf_counter()
-    env = gym.make(
-        "ie_env/InternetExplorer-v0",
-        target=args.target,
-        vocabulary=args.vocabulary,
-        budget=budget,
-        queries_per_iteration=args.queries_per_iteration,
-        results_per_query=args.results_per_query,
-        train_steps_per_iteration=args.train_steps,
-        encoder=args.encoder,
-        image_size=args.image_size,
-        reward=args.reward,
-        threads=args.threads,
-        web_url=args.web_url,
-        run_dir=str(run_dir / "store"),
-        learn_overrides={"warmup_steps": args.warmup_steps},
-    )
-    rows: list[dict] = []
-    try:
-        env.reset(seed=args.seed)
-        base = env.unwrapped
-        print(f"env ready in {time.perf_counter() - started:.0f} s: {base.action_space.n:,} concepts")
-        print("evaluating the starting encoder (k-NN on the target's test split) ...", flush=True)
-        initial = base.evaluate()
-        print(f"k-NN accuracy before exploring: {initial['knn_accuracy']:.3f}")
-        header = f"{'iter':>4} {'mean reward':>11} {'relevant':>8} {'kept':>5} {'k-NN acc':>8} {'loss':>7} {'seconds':>7}"
-        print(header)
-        with open(run_dir / "iterations.jsonl", "a", buffering=1) as log:
-            rewards, relevant, kept = [], [], 0
-            iteration_started = time.perf_counter()
-            done = False
-            while not done:
-                action = int(base.np_random.integers(base.action_space.n))
-                _, reward, terminated, truncated, info = env.step(action)
-                done = terminated or truncated
-                rewards.append(reward)
-                kept += info["images_kept"]
-                if info["relevant_fraction"] is not None:
-                    relevant.extend([info["relevant_fraction"]] * info["images_kept"])
-                if "train" in info or done:
-                    row = {
-                        "iteration": info["iteration"],
-                        "mean_reward": float(np.mean(rewards)),
-                        "relevant_fraction": float(np.mean(relevant)) if relevant else None,
-                        "images_kept": kept,
-                        "knn_accuracy": info.get("eval", {}).get("knn_accuracy"),
-                        "loss": info.get("train", {}).get("loss"),
-                        "seconds": time.perf_counter() - iteration_started,
-                    }
-                    rows.append(row)
-                    log.write(json.dumps(row) + "\n")
-                    acc = "-" if row["knn_accuracy"] is None else f"{row['knn_accuracy']:.3f}"
-                    loss = "-" if row["loss"] is None else f"{row['loss']:.3f}"
-                    rel = "-" if row["relevant_fraction"] is None else f"{row['relevant_fraction']:.3f}"
-                    print(
-                        f"{row['iteration']:>4} {row['mean_reward']:>11.4f} {rel:>8} "
-                        f"{kept:>5} {acc:>8} {loss:>7} {row['seconds']:>7.1f}"
-                    )
-                    rewards, relevant, kept = [], [], 0
-                    iteration_started = time.perf_counter()
-    finally:
-        env.close()
-    print(f"done in {time.perf_counter() - started:.0f} s; iteration log: {run_dir / 'iterations.jsonl'}")
-    return rows
+    return gym.make(ENV_IDS[cfg.env], config=cfg.env_config(run_dir / "store", resume=resume))
+
+
+def make_run_agent(cfg: ExploreConfig, env: Any) -> Any:
+    """The configured agent; the privileged oracle on the full env reads a frozen twin's tables."""
+    from ie_env.agents import make_agent
+
+    kwargs = cfg.agent_kwargs()
+    if cfg.agent == "oracle" and cfg.env == "full":
+        from ie_env.agents.oracle import RelevanceOracle, privileged_relevance
+
+        twin = make_env(dataclasses.replace(cfg, env="frozen", progress=False), Path("."))
+        try:
+            agent = RelevanceOracle(privileged_relevance(twin))
+        finally:
+            twin.close()
+        agent.name = "oracle"
+        return agent
+    return make_agent(cfg.agent, env, **kwargs)
+
+
+class _Interrupt:
+    """Turns the first Ctrl-C into a flag the loop checks after the current step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = signal.getsignal(signal.SIGINT)
+
+    def __enter__(self) -> _Interrupt:
+        signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nie-explore: stopping after this step (Ctrl-C again to abort) ...", file=sys.stderr)
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def _progress(cfg: ExploreConfig, initial: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=cfg.budget, initial=initial, desc="ie-explore", unit="query", disable=not cfg.progress)
+
+
+class Explorer:
+    """One run: env, agent, tracker, checkpoints (see the module docstring)."""
+
+    def __init__(self, cfg: ExploreConfig, env: Any = None, initial: dict[str, Any] | None = None) -> None:
+        """Prepare the run folder, the env and the agent.
+
+        Args:
+            cfg: the run's settings.
+            env: a frozen env built for the same settings (``ie-compare`` shares one across its
+                cases); it is reset, reused and left open.
+            initial: that env's known starting evaluation.
+        """
+        self.cfg = cfg
+        self._own_env = env is None
+        self._known_initial = initial
+        self.run_dir = prepare_run_dir(cfg)
+        state = checkpoint.load(self.run_dir) if cfg.resume else None
+        if cfg.resume and state is None:
+            raise ValueError(f"--resume {str(self.run_dir)!r}: no checkpoint yet; start the run again")
+        if state is not None and state.get("complete"):
+            raise ValueError(f"run {str(self.run_dir)!r} is complete; nothing to resume")
+        store_root = self.run_dir / "store" / "episode-000"
+        if state is not None:
+            checkpoint.roll_back_store(store_root, state["store"])
+            truncate_metrics(self.run_dir / METRICS, state["step"])
+        if env is not None and (cfg.env != "frozen" or state is not None):
+            raise ValueError("only a new frozen-env run can reuse an env")
+        self.env = env if env is not None else make_env(cfg, self.run_dir, resume=state is not None)
+        try:
+            self.agent = make_run_agent(cfg, self.env)
+        except BaseException:
+            if self._own_env:
+                self.env.close()
+            raise
+        self.store_root = store_root if cfg.env == "full" else None
+        self.state = state
+        self.step = 0
+        self.pending: list[int] = []
+        self.kept = 0
+
+    def _start(self) -> Tracker:
+        from ie_env.agents import ConceptSpace
+
+        cfg = self.cfg
+        self.agent.reset(ConceptSpace.from_env(self.env), np.random.default_rng(cfg.agent_rng_seed))
+        self.env.reset(seed=cfg.seed)
+        state = self.state
+        if state is None:
+            tracker = Tracker(self.run_dir, self.store_root, image_grid=cfg.image_grid)
+            self.initial = self._known_initial or self.env.unwrapped.evaluate()
+            tracker.start(self.initial)
+            return tracker
+        checkpoint.load_env_state(self.env, state["env"])
+        self.agent.load_state_dict(state["agent"])
+        self.pending = list(state["pending"])
+        self.step = int(state["step"])
+        self.kept = int(state["kept"])
+        self.initial = state["initial"]
+        tracker = Tracker(self.run_dir, self.store_root, purge_step=self.step + 1, image_grid=cfg.image_grid)
+        tracker.concept_rewards.update({k: list(v) for k, v in state["concept_rewards"].items()})
+        tracker.iteration_rewards = list(state["iteration_rewards"])
+        return tracker
+
+    def save(self, tracker: Tracker, complete: bool = False) -> None:
+        """Checkpoint the run as it stands after ``self.step`` steps."""
+        checkpoint.save(
+            self.run_dir,
+            {
+                "step": self.step,
+                "kept": self.kept,
+                "complete": complete,
+                "initial": self.initial,
+                "pending": list(self.pending),
+                "env": checkpoint.env_state(self.env),
+                "agent": self.agent.state_dict(),
+                "store": checkpoint.store_extent(self.run_dir / "store" / "episode-000"),
+                "concept_rewards": dict(tracker.concept_rewards),
+                "iteration_rewards": list(tracker.iteration_rewards),
+            },
+        )
+
+    def run(self) -> int:
+        """Run to the end of the budget (or a Ctrl-C); returns the exit code."""
+        cfg = self.cfg
+        tracker = self._start()
+        bar = _progress(cfg, self.step)
+        per_step = bool(getattr(self.agent, "per_step", False))
+        try:
+            with _Interrupt() as interrupt:
+                done = self.step >= cfg.budget
+                while not done:
+                    if not self.pending:
+                        self.pending = list(self.agent.propose(1 if per_step else cfg.queries_per_iteration))
+                    action = int(self.pending.pop(0))
+                    _, reward, terminated, truncated, info = self.env.step(action)
+                    self.step += 1
+                    self.kept += int(info.get("images_kept", 0))
+                    self.agent.update(action, float(reward), info)
+                    tracker.step(self.step, action, reward, info)
+                    done = terminated or truncated
+                    if "iteration_end" in info:
+                        self.agent.end_iteration()
+                        self.pending = []
+                        tracker.iteration(self.step, info["iteration_end"], self.agent)
+                        self._show(bar, info["iteration_end"], tracker)
+                        self.save(tracker)
+                    bar.update(1)
+                    if interrupt.requested and not done:
+                        self.save(tracker)
+                        print(f"ie-explore: checkpointed at step {self.step}; continue with "
+                              f"ie-explore --resume {self.run_dir}", file=sys.stderr)  # fmt: skip
+                        return 130
+            self.finish(tracker)
+        finally:
+            bar.close()
+            tracker.close()
+            if self._own_env:
+                self.env.close()
+        return 0
+
+    def _show(self, bar: Any, summary: dict[str, Any], tracker: Tracker) -> None:
+        knn = (summary.get("eval") or {}).get("knn_accuracy")
+        top = ", ".join(c["query"] for c in tracker.top_concepts(3))
+        bar.set_postfix_str(
+            f"it {summary['iteration']}, kept {self.kept}, reward {summary['mean_reward']:.3f}, "
+            f"k-NN {'-' if knn is None else f'{knn:.3f}'}, top: {top}"
+        )
+
+    def finish(self, tracker: Tracker) -> None:
+        """Final evaluation, hparams, ``report.md`` and a checkpoint marked complete."""
+        from ie_env.experiments.report import write_report
+
+        # The frozen env's encoder is fixed: its final evaluation is its starting one.
+        final = self.initial if self.cfg.env == "frozen" else self.env.unwrapped.evaluate()
+        hparams = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in ("resume", "run_dir")}
+        tracker.final(self.step, final, hparams)
+        tracker.log.flush()
+        self.save(tracker, complete=True)
+        report = write_report(self.run_dir)
+        print(f"ie-explore: k-NN accuracy {self.initial['knn_accuracy']:.3f} -> {final['knn_accuracy']:.3f}")
+        print(f"ie-explore: report {report}; TensorBoard: tensorboard --logdir {self.run_dir.parent}")
+
+
+def run(cfg: ExploreConfig, env: Any = None, initial: dict[str, Any] | None = None) -> Path:
+    """Run ``cfg`` to completion; returns the run folder (raises on errors; see :func:`main`).
+
+    ``env`` and ``initial``: see :class:`Explorer`.
+    """
+    explorer = Explorer(cfg, env, initial)
+    code = explorer.run()
+    if code:
+        raise KeyboardInterrupt
+    return explorer.run_dir
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``ie-explore``; returns the exit code (2 with a one-line message for bad input)."""
+    """``ie-explore``; returns the exit code (2 with a one-line message for bad input, 130 on Ctrl-C)."""
     from ie_env.errors import SetupError
 
-    args = parse_args(argv)
     try:
-        run(args)
-    except SetupError as exc:
+        try:
+            cfg = parse_args(sys.argv[1:] if argv is None else argv)
+        except SystemExit as exc:  # tyro has printed the bad flag or value and the allowed ones
+            return int(exc.code or 0)
+        from ie_env import runtime
+
+        threads = runtime.use_threads(cfg.threads)  # this process runs alone: it owns the thread count
+        print(f"ie-explore: {threads} torch thread(s), {runtime.precision_tag(runtime.default_device())} "
+              "compute; building the env (target, web index, encoder warm-up: cached after the first run) ...",
+              flush=True)  # fmt: skip
+        explorer = Explorer(cfg)
+        print(f"ie-explore: {cfg.agent} on {cfg.env} env, target {cfg.target}, {cfg.budget} queries, "
+              f"run dir {explorer.run_dir}", flush=True)  # fmt: skip
+        return explorer.run()
+    except (SetupError, ValueError) as exc:  # bad target, vocabulary or config: say which
         print(f"ie-explore: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # bad target, vocabulary or config values: say which, no traceback
-        print(f"ie-explore: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    except KeyboardInterrupt:
+        print("ie-explore: aborted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
