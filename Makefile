@@ -5,11 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEBIAN_PACKAGES := wordnet-base openclipart-png openclipart-svg ruby-gemojione libjs-emojify \
 	fonts-noto-color-emoji dataset-fashion-mnist
-EXTRAS ?= rl,dev,faiss,pretrained
-# Torch threads for CPU work. Tests default to 1: on a busy 2-core machine two torch threads per
-# process oversubscribe the cores (OpenMP) and run several times slower than one.
-IE_ENV_THREADS ?= 1
-export IE_ENV_THREADS
+EXTRAS ?= rl,dev,faiss,pretrained,ray
+# Torch threads: the demo's commands each run alone and use every core (ie_env.runtime's policy;
+# `make demo IE_ENV_THREADS=2` or --threads overrides it). Tests default to 1 thread: pytest runs
+# next to other work, and on a busy 2-core machine two OpenMP threads per process run several times
+# slower than one. bfloat16 is used where the CPU has it natively; IE_ENV_BF16=0 turns it off.
+TEST_THREADS ?= 1
 
 .PHONY: setup system venv demo test test-all lint format bench
 
@@ -34,18 +35,25 @@ $(VENV)/.installed-$(EXTRAS): $(BIN)/python setup.cfg pyproject.toml constraints
 
 venv: $(VENV)/.installed-$(EXTRAS)
 
-# One-time builds are cached under $$IE_ENV_HOME and skipped on later runs.
+# One-time builds are cached under $$IE_ENV_HOME and skipped on later runs. The closing note gives
+# each stage's wall time.
 demo: setup
-	$(BIN)/ie-vocab embed --subset full
-	$(BIN)/ie-vocab info
-	$(BIN)/ie-web build --target ocp-10
-	$(BIN)/ie-explore --target ocp-10
+	@set -e; t0=$$SECONDS; \
+	$(BIN)/ie-vocab embed --subset full; t1=$$SECONDS; \
+	$(BIN)/ie-vocab info; \
+	$(BIN)/ie-web build --target ocp-10; t2=$$SECONDS; \
+	$(BIN)/ie-compare --config experiments/configs/frozen_5x3.toml; t3=$$SECONDS; \
+	$(BIN)/ie-explore --target ocp-10; t4=$$SECONDS; \
+	echo "demo stage times: vocabulary embeddings $$((t1 - t0)) s, offline web $$((t2 - t1)) s," \
+		"ie-compare on the frozen env $$((t3 - t2)) s, ie-explore on the full env $$((t4 - t3)) s;" \
+		"total $$((t4 - t0)) s"; \
+	echo "Look: $(BIN)/tensorboard --logdir runs; reports: runs/*/report.md (with their plots)"
 
 test: setup
-	$(BIN)/python -m pytest
+	IE_ENV_THREADS=$${IE_ENV_THREADS:-$(TEST_THREADS)} $(BIN)/python -m pytest
 
 test-all: setup
-	$(BIN)/python -m pytest --runslow
+	IE_ENV_THREADS=$${IE_ENV_THREADS:-$(TEST_THREADS)} $(BIN)/python -m pytest --runslow
 
 lint: venv
 	$(BIN)/ruff check .
@@ -57,6 +65,6 @@ format: venv
 
 bench: setup
 	$(MAKE) system DEBIAN_PACKAGES=nginx-light
-	$(MAKE) venv EXTRAS=rl,dev,faiss,pretrained,bench
+	$(MAKE) venv EXTRAS=rl,dev,faiss,pretrained,ray,bench
 	mkdir -p runs
 	for b in vocabulary search download learner env; do $(BIN)/python benchmarks/$$b.py --quick --json runs/bench-$$b.json || exit 1; done

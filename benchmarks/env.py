@@ -3,12 +3,13 @@
 JSON keys:
 
 * ``frozen_steps_per_s``: random-action steps per second of ``ie_env/InternetExplorerFrozen-v0`` made
-  with ``gymnasium.make`` (so through its OrderEnforcing and PassiveEnvChecker wrappers), one torch
-  thread, the full 146,347-concept vocabulary, median of repeats (target >= 2,000);
+  with ``gymnasium.make`` (so through its OrderEnforcing and PassiveEnvChecker wrappers), the full 146,347-concept vocabulary, median of repeats (target >= 2,000);
   ``frozen_unwrapped_steps_per_s`` is the same loop on ``env.unwrapped``.
 * ``frozen_build_s``: seconds to build the frozen world from a cold cache (a temporary
   ``IE_ENV_HOME`` holding only the vocabulary embeddings and the offline web, linked from the real
-  cache), in a fresh process: caption index, warm-up, corpus embedding, ranking of every query.
+  cache), in a fresh process with the same thread count: caption index, warm-up, corpus embedding,
+  ranking of every query (target <= 60 on 2 cores); ``frozen_build_stages`` gives the seconds from
+  the start of the build at which each announced stage began.
 * ``duplicate_queries``: actions of the full vocabulary whose query text another action also sends
   (target 0).
 * ``concept_reward_auc``: on the frozen env (``--target``, full vocabulary), the AUC of the concept
@@ -20,6 +21,9 @@ JSON keys:
 * ``full_iteration_seconds``: seconds per stage of one iteration of ``ie_env/InternetExplorer-v0``
   (16 queries x 20 results, 80 SSL steps; search, download, store, score summed over its queries;
   then train and eval), over real loopback HTTP, with ``total``.
+
+Torch threads: ``--threads``, else ``$IE_ENV_THREADS``, else every core (``ie_env.runtime``);
+``threads`` and ``precision`` (bf16 or fp32) are reported.
 
 ``--quick`` uses the ``small`` vocabulary when the full one is not cached, and the generated corpus
 (``gen-4``) for the full-env measurements.
@@ -80,8 +84,11 @@ def measure_frozen(target: str, vocabulary: str, steps: int, repeats: int) -> di
     }
 
 
-def measure_cold_frozen_build(target: str, vocabulary: str) -> float:
-    """Seconds to build the frozen world in a fresh process on a cold cache (embeddings and web linked in)."""
+def measure_cold_frozen_build(target: str, vocabulary: str, threads: int) -> tuple[float, dict[str, float]]:
+    """Seconds to build the frozen world in a fresh process on a cold cache (embeddings and web linked in).
+
+    Also returns when (seconds from the start) each stage the build announces on stderr began.
+    """
     from ie_env.paths import cache_dir
 
     real = cache_dir()
@@ -90,15 +97,30 @@ def measure_cold_frozen_build(target: str, vocabulary: str) -> float:
             if (real / name).exists():
                 os.symlink(real / name, Path(home) / name)
         code = (
-            "import time, gymnasium as gym, ie_env; t = time.perf_counter(); "
-            f"env = gym.make(ie_env.FROZEN_ENV_ID, target={target!r}, vocabulary={vocabulary!r}); "
-            "print(time.perf_counter() - t)"
+            "import sys, time; t = time.perf_counter(); import gymnasium as gym, ie_env; "
+            "from ie_env import runtime; runtime.use_threads()\n"
+            "class Stamp:\n"
+            "    def __init__(self, f): self.f = f\n"
+            "    def write(self, x):\n"
+            "        if x.startswith('ie_env: '): print(f'STAGE {time.perf_counter() - t:.1f} {x[8:].strip()}')\n"
+            "        return self.f.write(x)\n"
+            "    def __getattr__(self, name): return getattr(self.f, name)\n"
+            "sys.stderr = Stamp(sys.stderr)\n"
+            f"env = gym.make(ie_env.FROZEN_ENV_ID, target={target!r}, vocabulary={vocabulary!r})\n"
+            "print(f'BUILD {time.perf_counter() - t}')"
         )
-        env = {**os.environ, "IE_ENV_HOME": home}
+        env = {**os.environ, "IE_ENV_HOME": home, "IE_ENV_THREADS": str(threads)}
         done = subprocess.run(
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
         )
-        return float(done.stdout.strip().splitlines()[-1])
+        stages, seconds = {}, float("nan")
+        for line in done.stdout.splitlines():
+            if line.startswith("STAGE "):
+                _, at, what = line.split(" ", 2)
+                stages[what.removesuffix(" ...")] = float(at)
+            elif line.startswith("BUILD "):
+                seconds = float(line.split()[1])
+        return seconds, stages
 
 
 def count_duplicate_queries() -> int:
@@ -205,11 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; prints the table and writes ``--json``."""
     args_parser = parser(__doc__.split("\n\n")[0])
     args_parser.add_argument("--target", default="ocp-10", help="frozen env target (default %(default)s)")
+    args_parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: $IE_ENV_THREADS, else every core)"
+    )
     args = args_parser.parse_args(argv)
 
-    import torch
+    from ie_env import runtime
 
-    torch.set_num_threads(1)
+    threads = runtime.use_threads(args.threads)
     from ie_env.concepts.vocabulary import Vocabulary
 
     vocabulary = "full"
@@ -218,12 +243,16 @@ def main(argv: list[str] | None = None) -> int:
     result = measure_frozen(
         args.target, vocabulary, steps=2000 if args.quick else 20000, repeats=3 if args.quick else 5
     )
-    result["frozen_build_s"] = round(measure_cold_frozen_build(args.target, vocabulary), 1)
+    build_s, build_stages = measure_cold_frozen_build(args.target, vocabulary, threads)
+    result["frozen_build_s"] = round(build_s, 1)
+    result["frozen_build_stages"] = build_stages
     result["duplicate_queries"] = count_duplicate_queries()
     parity_target, parity_vocabulary = ("gen-4", "small") if args.quick else (args.target, vocabulary)
     result.update(measure_parity(parity_target, parity_vocabulary))
     result.update(measure_full_iteration(args.quick))
     result["quick"] = args.quick
+    result["threads"] = threads
+    result["precision"] = runtime.precision_tag(runtime.default_device())
     return finish(result, args.json)
 
 

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ie_env.concepts.descriptors import DescriptorConfig
+from ie_env.download.executor import ExecutorConfig
 from ie_env.learn.config import REWARDS
 from ie_env.validate import check_bool, check_choice, check_int, check_ints, fail
 
@@ -44,13 +46,26 @@ class EnvConfig:
         warmup: run (or load the cached) SSL warm-up on the target-train set before the first query.
         frozen_encoder: frozen variant's encoder: ``warmup`` (the cached warm-up), ``pretrained``
             (ImageNet EfficientNet-Lite0), or the path of a saved learner checkpoint.
-        threads: torch CPU threads.
+        threads: torch CPU threads for this whole process (None, the default: leave the process's
+            setting alone, e.g. what an entry point set with ``ie_env.runtime.use_threads``). An explicit
+            value is applied once, process-wide, when the env is made.
         record_seconds: put wall-clock seconds per stage in ``info["seconds"]`` (None: yes for the full
             env, no for the frozen one, whose steps must be deterministic, info included).
         run_dir: where the full env stores downloaded images (None: a fresh folder under the cache dir);
-            an existing folder that is not empty is refused.
+            an existing folder that is not empty is refused unless ``resume``.
+        resume: reopen the image stores already in ``run_dir`` (to continue a checkpointed run whose
+            later state the caller restores) instead of refusing a non-empty folder.
         progress: print what the env is building (target, web index, warm-up, corpus embeddings) and
             draw progress bars on stderr while it builds; False for silence.
+        descriptors: query descriptors (the paper's "Ours++"): ``none``, ``wordnet`` (offline, adjectives
+            WordNet links to the concept or its hypernyms, plus generic visual ones) or ``llm`` (an
+            OpenAI-compatible chat endpoint; ``$IE_ENV_LLM_URL``, ``$IE_ENV_LLM_MODEL``,
+            ``$IE_ENV_LLM_API_KEY``), a dict of :class:`~ie_env.concepts.descriptors.DescriptorConfig`
+            fields, or such a config. The query sent is ``descriptor + " " + concept query``.
+        executor: the full env's search-and-download back end: ``local`` (asyncio in this process)
+            or ``ray`` (workers on a Ray cluster; the ``ray`` extra).
+        ray_address: an existing Ray cluster's address (None: start a local one) for ``executor="ray"``.
+        executor_overrides: extra :class:`~ie_env.download.executor.ExecutorConfig` fields.
         learn_overrides: extra :class:`~ie_env.learn.config.LearnConfig` fields.
         download_overrides: extra download config fields.
     """
@@ -74,15 +89,22 @@ class EnvConfig:
     eval_every: int = 1
     warmup: bool = True
     frozen_encoder: str = "warmup"
-    threads: int = 1
+    threads: int | None = None
     record_seconds: bool | None = None
     run_dir: str | None = None
+    resume: bool = False
     progress: bool = True
+    descriptors: Any = "none"
+    executor: str = "local"
+    ray_address: str | None = None
+    executor_overrides: dict[str, Any] = field(default_factory=dict)
     learn_overrides: dict[str, Any] = field(default_factory=dict)
     download_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", _normalise_target(self.target))
+        object.__setattr__(self, "descriptors", DescriptorConfig.parse(self.descriptors))
+        self.executor_config()  # validates executor, ray_address and executor_overrides
         check_ints(
             self,
             (
@@ -91,24 +113,30 @@ class EnvConfig:
                 "results_per_query",
                 "n_clusters",
                 "image_size",
-                "threads",
                 "train_steps_per_query",
             ),
             1,
         )
+        check_int(self, "threads", 1, optional=True)
         check_int(self, "results_per_query", 1, 500)
         check_int(self, "eval_every", 0)
         check_int(self, "train_steps_per_iteration", 0, optional=True)
         check_choice(self, "engine", ENGINES)
         check_choice(self, "reward", REWARDS)
-        for name in ("frozen", "per_step_training", "warmup", "progress"):
+        for name in ("frozen", "per_step_training", "warmup", "progress", "resume"):
             check_bool(self, name)
+        if self.resume and self.run_dir is None and not self.frozen:
+            fail(self, "resume", "come with the run_dir to reopen")
         if self.frozen and self.engine != "local":
             fail(
                 self,
                 "engine",
                 "be 'local' when frozen=True (the frozen env searches the offline web in process)",
             )
+
+    def executor_config(self) -> ExecutorConfig:
+        """The :class:`~ie_env.download.executor.ExecutorConfig` these fields describe."""
+        return ExecutorConfig(kind=self.executor, address=self.ray_address, **self.executor_overrides)
 
     @property
     def target_spec(self) -> str | list[str]:
@@ -134,6 +162,7 @@ class EnvConfig:
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-serialisable dict."""
         out = dataclasses.asdict(self)
+        out["descriptors"] = dataclasses.asdict(self.descriptors)
         if isinstance(self.target, tuple):
             out["target"] = list(self.target)
         return out

@@ -10,8 +10,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from ie_env import runtime
+from ie_env.concepts.descriptors import make_descriptor_source
 from ie_env.concepts.vocabulary import Vocabulary
 from ie_env.config import EnvConfig
+from ie_env.iteration import IterationTotals
 from ie_env.observation import QueryStatistics, concept_clusters
 from ie_env.worlds.base import QueryOutcome, World
 from ie_env.worlds.common import announce
@@ -81,12 +84,19 @@ class InternetExplorerEnv(gym.Env):
 
     ## Info
 
-    Every step: ``query``, ``concept_id``, ``action``, ``status``, ``error``, ``image_rewards`` and
+    Every step: ``query`` (what was sent: ``descriptor + " " + concept_query`` with descriptors, else
+    ``concept_query``), ``concept_query``, ``descriptor`` (``""`` without), ``concept_id``, ``action``, ``status``, ``error``, ``image_rewards`` and
     ``image_captions`` (of the new images), ``image_statuses`` and ``hit_ids`` (of every hit, in rank
     order), ``download_counts``, ``hits``, ``images_kept``, ``relevant_fraction``,
     ``iteration``, ``seconds`` (wall time per stage: search, download, store, score, step; empty in
     the frozen env unless ``record_seconds=True``, so that its steps are fully deterministic). At the end of an iteration also ``train`` (loss, steps,
     images/s) and, when computed, ``eval`` (k-NN accuracy).
+
+    ``info["iteration_end"]`` is present exactly on the step that closes an iteration (in both
+    variants and in per-step training mode; loops need not infer it from other keys): the
+    iteration's summary ``{"iteration", "steps", "queries", "images_kept", "mean_reward",
+    "relevant_fraction"}`` (the last weighted by images kept; None where unknown or no image was
+    kept), plus ``train`` and ``eval`` when they were computed.
 
     ## Arguments
 
@@ -119,7 +129,11 @@ class InternetExplorerEnv(gym.Env):
             )
         self.render_mode = render_mode
         cfg = self.config
+        if cfg.threads is not None:  # documented as process-wide: applied once, here
+            runtime.use_threads(cfg.threads)
         self.vocabulary = Vocabulary(cfg.vocabulary)
+        self.descriptors = make_descriptor_source(cfg.descriptors, self.vocabulary)
+        self._descriptor_rng = np.random.default_rng(0)
         # The world first: it loads the target, so a bad target fails before the (long, first-time)
         # embedding of the vocabulary.
         self._world: World = self._make_world()
@@ -138,6 +152,7 @@ class InternetExplorerEnv(gym.Env):
         self.queried = np.zeros(len(self.vocabulary), dtype=bool)
         self.iteration = 0
         self._concept_rewards: dict[int, float] = {}
+        self._iteration_totals = IterationTotals()
         self._record_seconds = cfg.record_seconds if cfg.record_seconds is not None else not cfg.frozen
 
     def _make_world(self) -> World:
@@ -158,6 +173,10 @@ class InternetExplorerEnv(gym.Env):
         self.queried[:] = False
         self.iteration = 0
         self._concept_rewards = {}
+        self._iteration_totals = IterationTotals()
+        # The descriptor stream is drawn first, so both variants (whose worlds draw differently
+        # from the env's RNG) pick the same descriptors under the same seed.
+        self._descriptor_rng = np.random.default_rng(int(self.np_random.integers(2**63)))
         self._world.reset(self.np_random)
         return self._stats.observation(), {"iteration": 0, "target": self.config.target_label}
 
@@ -165,7 +184,10 @@ class InternetExplorerEnv(gym.Env):
         """Query the concept at position ``action``; see the class docstring for what comes back."""
         position = self._validate_action(action)
         started = time.perf_counter()
-        query = self.vocabulary.query_text(position)
+        concept_query = self.vocabulary.query_text(position)
+        descriptor, query = self.descriptors.query_for(
+            concept_query, self._descriptor_rng, self.vocabulary[position]
+        )
         concept_id = int(self.vocabulary.ids[position])
         outcome: QueryOutcome = self._world.query(query, concept_id)
         reward = float(outcome.reward)
@@ -173,12 +195,16 @@ class InternetExplorerEnv(gym.Env):
         self.queried[position] = True
         self._concept_rewards[position] = reward
         info = self._step_info(position, query, concept_id, outcome)
+        info["descriptor"] = descriptor
+        info["concept_query"] = concept_query
         if self.config.per_step_training:
             info["train"] = self._world.train(self.config.train_steps_per_query)
+        self._iteration_totals.add(reward, outcome)
         if self._stats.steps % self.config.queries_per_iteration == 0:
             self.iteration += 1
             evaluate = self.config.eval_every > 0 and self.iteration % self.config.eval_every == 0
             info.update(self._world.end_iteration(evaluate=evaluate))
+            info["iteration_end"] = self._iteration_totals.close(self.iteration, self._stats.steps, info)
         info["iteration"] = self.iteration
         if self._record_seconds:
             info["seconds"]["step"] = time.perf_counter() - started
@@ -192,6 +218,13 @@ class InternetExplorerEnv(gym.Env):
         if self._world is None:
             raise RuntimeError("evaluate() called on a closed env")
         return self._world.evaluate()
+
+    @property
+    def target_class_names(self) -> tuple[str, ...]:
+        """The target's class names (the label-set setting and the labels baseline may use them)."""
+        if self._world is None:
+            raise RuntimeError("target_class_names read on a closed env")
+        return tuple(self._world.target.class_names)
 
     def privileged_concept_relevance(self) -> np.ndarray:
         """PRIVILEGED ground truth, for oracle baselines and analysis only (no agent may use it).
@@ -220,6 +253,9 @@ class InternetExplorerEnv(gym.Env):
 
     def close(self) -> None:
         """Stop the world's server, pools and files (closing twice is fine)."""
+        descriptors = getattr(self, "descriptors", None)
+        if descriptors is not None:
+            descriptors.close()
         world = getattr(self, "_world", None)
         if world is not None:
             world.close()

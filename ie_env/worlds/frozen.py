@@ -24,17 +24,17 @@ from typing import Any
 
 import numpy as np
 
+from ie_env.concepts.descriptors import QueryRanker
+from ie_env.concepts.queries import normalize_text
 from ie_env.concepts.vocabulary import Vocabulary
 from ie_env.config import EnvConfig
 from ie_env.download.config import DownloadConfig
 from ie_env.download.dedup import Deduplicator
 from ie_env.learn.reward import concept_score
-from ie_env.paths import cache_subdir
-from ie_env.web.corpus.arrays import PREPROCESS_KEY
 from ie_env.web.index import CaptionIndex
 from ie_env.worlds.base import QueryOutcome
-from ie_env.worlds.common import announce, encoder_fingerprint, evaluate_learner, make_learner, open_target
-from ie_env.worlds.frozen_tables import concept_results, load_or_build
+from ie_env.worlds.common import announce, corpus_embeddings, evaluate_learner, make_learner, open_target
+from ie_env.worlds.frozen_tables import concept_results
 
 
 class FrozenWorld:
@@ -50,7 +50,7 @@ class FrozenWorld:
             self.corpus, self.target.excluded_ids, progress=progress, threads=config.threads
         )
         self.learner = make_learner(config, self.target, progress=progress)
-        self.row_embeddings = self._corpus_embeddings(progress)
+        self.row_embeddings = corpus_embeddings(self.learner, self.corpus, progress)
         self.row_rewards = self.learner.score_embeddings(self.row_embeddings).astype(np.float32)
         self.relevant = self.target.relevant_mask
         if progress:
@@ -74,19 +74,8 @@ class FrozenWorld:
         self._test: np.ndarray | None = None
         self.dedup = Deduplicator(self.phash_threshold)
         self._position = {int(cid): pos for pos, cid in enumerate(vocabulary.ids)}
-
-    def _corpus_embeddings(self, progress: bool) -> np.ndarray:
-        size = self.config.image_size
-        fingerprint = encoder_fingerprint(self.learner)
-
-        def embed_corpus() -> np.ndarray:
-            if progress:
-                announce(f"embedding the {len(self.corpus):,} web images with the fixed encoder (cached)")
-            images = self.corpus.load_images(None, size, progress=progress)
-            return self.learner.embed(images, progress=progress).astype(np.float16)
-
-        name = f"embeddings-{self.corpus.name}-{self.corpus.key}-{PREPROCESS_KEY}-{fingerprint}.npy"
-        return load_or_build(cache_subdir("frozen") / name, embed_corpus).astype(np.float32)
+        self._concept_queries = vocabulary.query_texts
+        self._ranker = QueryRanker(self.index, config.results_per_query)
 
     def reset(self, rng: np.random.Generator) -> None:
         """Forget this episode's images (the encoder is fixed, so nothing else changes)."""
@@ -94,7 +83,10 @@ class FrozenWorld:
 
     def query(self, query: str, concept_id: int) -> QueryOutcome:
         """Look up the concept's results and "download" the ones this episode does not have yet."""
-        rows = self.results[self._position[concept_id]]
+        position = self._position[concept_id]
+        rows = self.results[position]
+        if normalize_text(query) != normalize_text(self._concept_queries[position]):
+            rows = self._ranker(query)  # a descriptor query: ranked on the fly, as the server would
         rows = rows[rows >= 0]
         if len(rows) == 0:
             return QueryOutcome(0.0, "no_images")

@@ -11,6 +11,7 @@ which deduplicates them against everything the episode already has.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections import Counter
@@ -22,7 +23,8 @@ import numpy as np
 
 from ie_env.concepts.vocabulary import Vocabulary
 from ie_env.config import EnvConfig
-from ie_env.download import DownloadConfig, Downloader
+from ie_env.download import DownloadConfig
+from ie_env.download.executor import make_executor
 from ie_env.download.store import ImageStore
 from ie_env.learn.replay import admitted_indices
 from ie_env.learn.trainer import NonFiniteLossError
@@ -79,7 +81,11 @@ class FullWorld:
             "processes": 0,
         }
         download_fields.update(config.download_overrides)
-        self.downloader = Downloader(DownloadConfig(**download_fields))
+        # The search-and-download back end: asyncio in this process, or Ray workers (executor="ray").
+        # Searches stay in this process; downloads go through the executor; the store stays here.
+        self.executor = make_executor(
+            config.executor_config(), DownloadConfig(**download_fields), self._engine_factory()
+        )
         self.run_dir = fresh_run_dir(config.run_dir, reopen=config.resume)
         self.store: ImageStore | None = None
         self.episode = -1
@@ -87,6 +93,12 @@ class FullWorld:
         self._pending: list[tuple[np.ndarray, np.ndarray, list[int]]] = []
 
     # -- setup ----------------------------------------------------------------------------------
+
+    def _engine_factory(self):
+        """A picklable recipe for this world's engine (Ray builds one in each search worker)."""
+        if self.config.engine == "local":
+            return functools.partial(make_engine, "local", base_url=self.web_url)
+        return functools.partial(make_engine, self.config.engine)
 
     def _make_engine(self, progress: bool):
         if self.config.engine != "local":
@@ -173,7 +185,7 @@ class FullWorld:
     ) -> tuple[list[tuple], list[str]]:
         """Fetch the hits, add the new images to the store; return (download, record, hit) kept, statuses."""
         started = time.perf_counter()
-        batch = self.downloader.fetch(hits, known=self.store)
+        batch = self.executor.fetch(hits, known=self.store)
         seconds["download"] = time.perf_counter() - started
         started = time.perf_counter()
         records = self.store.add_many(
@@ -236,11 +248,11 @@ class FullWorld:
         return evaluate_learner(self.learner, self.test_images, self.test_labels)
 
     def close(self) -> None:
-        """Close the store, the downloader and the server this world started."""
+        """Close the store, the executor and the server this world started."""
         if self.store is not None:
             self.store.close()
             self.store = None
-        self.downloader.close()
+        self.executor.close()
         if self._server is not None:
             self._server.stop()
             self._server = None

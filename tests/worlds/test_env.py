@@ -296,10 +296,14 @@ def test_batch_wrapper_steps_several_concepts():
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_vector_envs_with_cluster_wrapper(mode):
+    # "spawn": forking a process that already runs threads (torch, event loops, earlier tests'
+    # servers) can deadlock the child, as it did in a full-suite run.
+    vector_kwargs = {"context": "spawn"} if mode == "async" else {}
     envs = gym.make_vec(
         ie_env.FROZEN_ENV_ID,
         num_envs=2,
         vectorization_mode=mode,
+        vector_kwargs=vector_kwargs,
         wrappers=[ClusterActions],
         **SMALL,
     )
@@ -361,5 +365,28 @@ def test_frozen_and_full_env_agree_with_the_same_encoder(tmp_path):
         assert r_frozen == pytest.approx(r_full, abs=1e-3)
         compared += len(a["image_rewards"])
     assert compared > 50
+    frozen.close()
+    full.close()
+
+
+def test_descriptor_queries_agree_between_frozen_and_full_env(tmp_path):
+    """With descriptors the query is ``descriptor + " " + concept query``, ranked the same in both envs."""
+    config = {**SMALL, "budget": 6, "queries_per_iteration": 6, "descriptors": "wordnet"}
+    frozen = make_frozen(**config)
+    full = make_full(tmp_path, **config)
+    frozen.reset(seed=5)
+    full.reset(seed=5)
+    described = 0
+    for position in range(6):
+        _, r_frozen, _, _, a = frozen.step(position)
+        _, r_full, _, _, b = full.step(position)
+        assert a["concept_query"] == frozen.unwrapped.vocabulary.query_text(position)
+        assert a["descriptor"] == b["descriptor"] and a["query"] == b["query"]
+        if a["descriptor"]:
+            described += 1
+            assert a["query"] == f"{a['descriptor']} {a['concept_query']}"
+        assert a["hit_ids"] == b["hit_ids"]
+        assert r_frozen == pytest.approx(r_full, abs=1e-3)
+    assert described >= 4
     frozen.close()
     full.close()
