@@ -4,7 +4,7 @@ A checkpoint is written atomically (``checkpoints/latest.pt``) after every itera
 interrupts. It holds:
 
 * the env's episode state: query statistics, queried concepts, iteration, per-concept rewards, the
-  running iteration totals and ``np_random``;
+  running iteration totals, ``np_random`` and the descriptor stream;
 * the world's: the learner's ``state_dict`` (weights, optimiser, replay buffer, RNGs), its iteration
   and images gathered since the last training phase (full env), or its deduplicator (frozen env);
 * the agent's ``state_dict`` (its own generator included) and the actions it proposed but the run has
@@ -47,6 +47,7 @@ def env_state(env: Any) -> dict[str, Any]:
         "concept_rewards": dict(base._concept_rewards),
         "iteration_totals": base._iteration_totals.state_dict(),
         "np_random": base.np_random.bit_generator.state,
+        "descriptor_rng": base._descriptor_rng.bit_generator.state,
         "world": {},
     }
     if hasattr(world, "learner") and not base.config.frozen:
@@ -75,6 +76,8 @@ def load_env_state(env: Any, state: dict[str, Any]) -> None:
     base._concept_rewards = dict(state["concept_rewards"])
     base._iteration_totals.load_state_dict(state["iteration_totals"])
     base.np_random.bit_generator.state = state["np_random"]
+    if "descriptor_rng" in state:  # descriptors draw from their own stream
+        base._descriptor_rng.bit_generator.state = state["descriptor_rng"]
     world = base._world
     saved = state["world"]
     if "learner" in saved:
