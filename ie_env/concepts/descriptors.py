@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ie_env.concepts.queries import normalize_text
 from ie_env.search.base import InvalidQuery, validate_query
 from ie_env.validate import check_bool, check_choice, check_int, check_ints, check_number, check_text
 
@@ -267,7 +268,7 @@ class QueryRanker:
 
     def __call__(self, query: str) -> np.ndarray:
         """Return the rows for ``query`` (a read-only int32 array, ``-1`` past the results)."""
-        key = " ".join(query.split()).lower()
+        key = normalize_text(query)
         rows = self._cache.get(key)
         if rows is None:
             rows = rank_query(self.index, query, self.n)

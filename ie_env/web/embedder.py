@@ -22,15 +22,11 @@ from queue import Empty, SimpleQueue
 
 import numpy as np
 
+from ie_env.concepts.queries import normalize_text as normalize_query
 from ie_env.concepts.textembed import EMBED_DIM, query_embedder
 from ie_env.validate import check_int
 
 EmbedFn = Callable[[Sequence[str]], np.ndarray]
-
-
-def normalize_query(query: str) -> str:
-    """Return the whitespace-collapsed lower-case form of a query: the cache and tie-break hash key."""
-    return " ".join(query.split()).lower()
 
 
 class QueryEmbedder:

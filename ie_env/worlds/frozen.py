@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from ie_env.concepts.descriptors import QueryRanker
-from ie_env.concepts.queries import normalize_text
 from ie_env.concepts.vocabulary import Vocabulary
 from ie_env.config import EnvConfig
 from ie_env.download.config import DownloadConfig
@@ -85,7 +84,7 @@ class FrozenWorld:
         """Look up the concept's results and "download" the ones this episode does not have yet."""
         position = self._position[concept_id]
         rows = self.results[position]
-        if normalize_text(query) != normalize_text(self._concept_queries[position]):
+        if query != self._concept_queries[position]:
             rows = self._ranker(query)  # a descriptor query: ranked on the fly, as the server would
         rows = rows[rows >= 0]
         if len(rows) == 0:

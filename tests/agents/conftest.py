@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import gymnasium as gym
 import pytest
+from env_support import WORDS, env_home
 
 import ie_env
 
-WORDS = (
-    "words:circle,square,triangle,star,cross,ring,stripe,dot,box,pyramid,wedge,disk,"
-    "red,green,blue,apple,dog,owl,car,bicycle"
-)
 SMALL = {
     "target": "gen-4",
     "vocabulary": WORDS,
@@ -27,13 +22,8 @@ SMALL = {
 
 @pytest.fixture(scope="session")
 def agent_env_home(tmp_path_factory):
-    old = os.environ.get("IE_ENV_HOME")
-    os.environ["IE_ENV_HOME"] = str(tmp_path_factory.mktemp("ie_env_home_agents"))
-    yield
-    if old is None:
-        os.environ.pop("IE_ENV_HOME", None)
-    else:
-        os.environ["IE_ENV_HOME"] = old
+    with env_home(tmp_path_factory.mktemp("ie_env_home_agents")):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,12 @@ subprocesses or Ray actors that each build an env, so they are ``slow``.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from env_support import env_home
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "scaling.md"
 ENV_KWARGS = {
@@ -44,13 +44,8 @@ def run(name: str) -> dict:
 @pytest.fixture(scope="module", autouse=True)
 def env_cache(tmp_path_factory):
     """One cache dir for the module, inherited by subprocesses and Ray workers."""
-    old = os.environ.get("IE_ENV_HOME")
-    os.environ["IE_ENV_HOME"] = str(tmp_path_factory.mktemp("ie_env_home"))
-    yield
-    if old is None:
-        os.environ.pop("IE_ENV_HOME", None)
-    else:
-        os.environ["IE_ENV_HOME"] = old
+    with env_home(tmp_path_factory.mktemp("ie_env_home")):
+        yield
 
 
 def test_every_recipe_is_found():

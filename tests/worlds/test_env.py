@@ -6,21 +6,17 @@ Debian package is needed; the sentence model is (for the vocabulary and caption 
 
 from __future__ import annotations
 
-import os
 import socket
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from env_support import WORDS, env_home
 
 import ie_env
 from ie_env.wrappers import BatchActions, ClusterActions, EmbeddingActions
 
-WORDS = (
-    "words:circle,square,triangle,star,cross,ring,stripe,dot,box,pyramid,wedge,disk,"
-    "red,green,blue,apple,dog,owl,car,bicycle"
-)
 SMALL = {
     "target": "gen-4",
     "vocabulary": WORDS,
@@ -36,13 +32,8 @@ SMALL = {
 @pytest.fixture(scope="module", autouse=True)
 def env_cache(tmp_path_factory):
     """One cache dir for the module (and the subprocesses of async vector envs)."""
-    old = os.environ.get("IE_ENV_HOME")
-    os.environ["IE_ENV_HOME"] = str(tmp_path_factory.mktemp("ie_env_home"))
-    yield
-    if old is None:
-        os.environ.pop("IE_ENV_HOME", None)
-    else:
-        os.environ["IE_ENV_HOME"] = old
+    with env_home(tmp_path_factory.mktemp("ie_env_home")):
+        yield
 
 
 def make_frozen(**overrides):
