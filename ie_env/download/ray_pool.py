@@ -60,6 +60,7 @@ class Pool:
     ) -> None:
         self.kind, self._make, self.config, self.report = kind, make, config, report
         self.workers: dict[str, Any] = {}
+        self._pid_refs: dict[str, Any] = {}
         self.busy: dict[str, int] = {}
         self.jobs: dict[Any, Job] = {}
         self._losses: dict[str, WorkerLoss] = {}
@@ -71,6 +72,8 @@ class Pool:
         name = f"{self.kind}-{self._count}"
         self._count += 1
         self.workers[name] = self._make()
+        # Asked first, so the answer does not wait behind calls (an actor runs one call at a time).
+        self._pid_refs[name] = self.workers[name].pid.remote()
         self.busy[name] = 0
 
     def has_room(self) -> bool:
@@ -111,6 +114,7 @@ class Pool:
         reason = " ".join(str(exc).split())[:200]
         if job.worker in self.workers:
             del self.workers[job.worker]
+            self._pid_refs.pop(job.worker, None)
             self.busy.pop(job.worker, None)
             self._losses[job.worker] = WorkerLoss(job.worker, reason, 0)
             self.report.lost_workers.append(self._losses[job.worker])
@@ -121,8 +125,8 @@ class Pool:
         return reason
 
     def pids(self) -> dict[str, int]:
-        """Process id of each live actor, by name."""
-        return dict(zip(self.workers, ray.get([w.pid.remote() for w in self.workers.values()]), strict=True))
+        """Process id of each live actor, by name (asked when it started, so this never waits for work)."""
+        return dict(zip(self.workers, ray.get([self._pid_refs[n] for n in self.workers]), strict=True))
 
     def drain(self) -> None:
         """Wait out the calls still queued (a consumer left a stream early) and forget them."""
@@ -136,4 +140,5 @@ class Pool:
         for worker in self.workers.values():
             ray.kill(worker)
         self.workers.clear()
+        self._pid_refs.clear()
         self.jobs.clear()

@@ -69,7 +69,9 @@ def test_ray_stream_equals_the_local_executor_with_a_store(server, tmp_path):
 
 def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(server, tmp_path):
     config = download_config(server)
-    urls = [server.url(f"/slow/{i}.png?s=0.1") for i in range(32)]
+    # The first list is quick and the rest slow, so the victim's calls are surely still running when
+    # it is killed (with equal delays they could all be done already, and nothing would be lost).
+    urls = [server.url(f"/slow/{i}.png?s={0.1 if i < 8 else 1.0}") for i in range(32)]
     lists = [urls[k : k + 8] for k in range(0, len(urls), 8)]
     with Downloader(config) as local:
         expected = [fields(d) for d in local.fetch(urls).downloads]
