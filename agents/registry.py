@@ -247,14 +247,36 @@ def make_config(name: str, **kwargs: Any) -> Any:
     return spec.config(**kwargs)
 
 
-def make_agent(name: str, env: Any = None, **kwargs: Any) -> Any:
-    """Build agent ``name`` with validated keyword arguments; ``env`` for agents that need it."""
+def make_agent(name: str, env: Any = None, *, label_set: Any = None, **kwargs: Any) -> Any:
+    """Build agent ``name`` with validated keyword arguments; ``env`` for agents that need it.
+
+    Args:
+        name: a registered agent.
+        env: the env (needed by agents that read more than the concept space, and by ``label_set``).
+        label_set: the label-set setting (:mod:`ie_env.agents.labelset`): ``True``, a dict of
+            :class:`~ie_env.concepts.labelset.LabelSetConfig` fields (``class_query_share``,
+            ``fraction``, ``category``, ``class_names``) or such a config; None or False: off. Open to
+            every agent that sees only the concept space (random and the GP agents).
+        **kwargs: the agent's settings (its config's fields).
+    """
     spec = agent_spec(name)
     config = make_config(name, **kwargs)
     if spec.needs_env and env is None:
         raise ValueError(f"agent {name!r} needs the env: make_agent({name!r}, env, ...)")
+    if label_set not in (None, False):
+        if spec.needs_env:
+            raise ValueError(
+                f"label_set works with agents that see only the concept space "
+                f"({', '.join(n for n in agent_names() if not _REGISTRY[n].needs_env)}); {name!r} is not one"
+            )
+        if env is None:
+            raise ValueError(f"label_set needs the env: make_agent({name!r}, env, label_set=...)")
     agent = spec.build(config, env)
     agent.name = name
+    if label_set not in (None, False):
+        from ie_env.agents.labelset import wrap_in_label_set
+
+        agent = wrap_in_label_set(agent, env, label_set)
     return agent
 
 

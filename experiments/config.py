@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ie_env.validate import check_bool, check_choice, check_int, check_text, fail
+from ie_env.validate import check_bool, check_choice, check_int, check_number, check_text, fail
 
 VARIANTS = ("full", "frozen")
 ENV_IDS = {"full": "ie_env/InternetExplorer-v0", "frozen": "ie_env/InternetExplorerFrozen-v0"}
@@ -61,6 +61,10 @@ class ExploreConfig:
         threads: torch CPU threads of this process (None: ``$IE_ENV_THREADS``, else every core).
         web_url: an already running ``ie-web serve`` (None: the env starts one).
         descriptors: query descriptors: ``none``, ``wordnet`` or ``llm`` (``$IE_ENV_LLM_URL``, ...).
+        label_set: the label-set setting: the target's class names are known, the agent searches the
+            10 % of the vocabulary nearest them and spends ``class_query_share`` of its queries on
+            the class names (random and the GP agents).
+        class_query_share: share of queries spent on class names with ``label_set`` (paper: 0.5).
         executor: the full env's download back end, ``local`` or ``ray``.
         ray_address: an existing Ray cluster (None: a local one) for ``executor="ray"``.
         runs_root: parent of new run folders.
@@ -89,6 +93,8 @@ class ExploreConfig:
     threads: int | None = None
     web_url: str | None = None
     descriptors: str = "none"
+    label_set: bool = False
+    class_query_share: float = 0.5
     executor: str = "local"
     ray_address: str | None = None
     runs_root: str = "runs"
@@ -111,12 +117,25 @@ class ExploreConfig:
             check_int(self, name, 0)
         check_int(self, "agent_seed", 0, optional=True)
         check_bool(self, "progress")
+        check_bool(self, "label_set")
+        check_number(self, "class_query_share", 0.0, 1.0)
         for name in ("target", "vocabulary", "runs_root"):
             check_text(self, name)
         self.agent_kwargs()  # a bad agent name or setting stops here, naming the allowed ones
         if self.agent in SELF_DRIVEN:
             fail(self, "agent", f"be an ie_env.agents.Agent policy ({self.agent} drives the env itself through "
                  "stable-baselines3: see ie_env.agents.ppo)")  # fmt: skip
+        if self.label_set:
+            from ie_env.agents.registry import agent_names, agent_spec
+
+            if agent_spec(self.agent).needs_env:
+                open_to = ", ".join(n for n in agent_names() if not agent_spec(n).needs_env)
+                fail(self, "agent", f"see only the concept space with label_set ({open_to})")
+
+    @property
+    def label_set_setting(self) -> dict[str, Any] | None:
+        """The agent's ``label_set`` argument (None: off)."""
+        return {"class_query_share": self.class_query_share} if self.label_set else None
 
     @property
     def budget(self) -> int:

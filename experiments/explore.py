@@ -78,7 +78,7 @@ def make_run_agent(cfg: ExploreConfig, env: Any) -> Any:
             twin.close()
         agent.name = "oracle"
         return agent
-    return make_agent(cfg.agent, env, **kwargs)
+    return make_agent(cfg.agent, env, label_set=cfg.label_set_setting, **kwargs)
 
 
 class _Interrupt:

@@ -25,6 +25,20 @@ def test_flags_override_toml_and_parse_booleans_and_optionals(tmp_path):
                                                          "web_url": "http://127.0.0.1:1"}).to_toml()  # fmt: skip
 
 
+def test_label_set_flags_reach_the_agent(home, tmp_path):
+    cfg = parse_args(["--label-set", "--class-query-share", "0.25"])
+    assert cfg.label_set_setting == {"class_query_share": 0.25}
+    assert parse_args([]).label_set_setting is None
+    assert "label_set = true" in cfg.to_toml()
+    run_dir = tmp_path / "run"
+    argv = [*TINY, "--env", "frozen", "--iterations", "2", "--agent", "random", "--label-set"]
+    assert main([*argv, "--run-dir", str(run_dir)]) == 0
+    steps = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    queries = {row["query"] for row in steps if row["kind"] == "step"}
+    classes = {"circle", "square", "triangle", "star"}  # gen-4's class names
+    assert queries & classes and len(queries - classes) <= 1  # the top 10 % of 10 words: one concept
+
+
 def test_default_agent_is_a_registered_one():
     from ie_env.agents import agent_names
 
@@ -40,6 +54,8 @@ def test_default_agent_is_a_registered_one():
         (["--env", "half"], "frozen"),
         (["--iterations", "0"], "iterations"),
         (["--agent", "ppo"], "stable-baselines3"),
+        (["--label-set", "--agent", "labels"], "label_set"),
+        (["--label-set", "--class-query-share", "1.5"], "class_query_share"),
     ],
 )
 def test_bad_values_stop_before_any_work_naming_them(tmp_path, capsys, argv, named):
