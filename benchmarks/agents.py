@@ -15,8 +15,13 @@ JSON keys:
   random) / (ceiling − random). ``oracle (privileged)`` reads the true relevance of every concept;
   ``ceiling (privileged)`` is greedy on the true score of every concept's new images under the env's
   reward (computed here from the frozen world's tables). Both are research yardsticks, not agents.
+  Variants ``<agent>+descriptors`` (offline WordNet descriptors before every query, on an env made
+  with ``descriptors="wordnet"``) and ``<agent>+labels`` (the label-set setting: the 10 % of the
+  vocabulary nearest the target's class names, half of the queries on class names) are measured for
+  ``softmax_gp`` and the target's best plain learning agent
+  (the GP agents).
 * ``ppo_fraction``: target → PPO's relevant fraction per training episode (first, last) and ``best_agent``:
-  the non-privileged agent with the highest mean oracle gap closed.
+  the non-privileged plain agent with the highest mean oracle gap closed.
 
 Targets: ``ocp-10`` and ``fmnist`` with the full vocabulary when the offline web is built, else
 ``gen-4`` with the ``small`` vocabulary. ``--quick``: 2 seeds, a 20,000 × 1,000 GP problem, no PPO.
@@ -36,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import finish, parser  # noqa: E402
 
 AGENTS = ("random", "labels", "labels_half", "softmax_gp", "ucb", "thompson", "epsilon_greedy", "zucb")
+VARIANTS = ("descriptors", "labels")
 BUDGET = {"budget": 160, "queries_per_iteration": 16, "results_per_query": 5}
 # The generated test corpus is a smoke check: a short encoder warm-up, as in the test suite.
 TEST_LEARN = {"warmup_steps": 10, "batch_size": 32}
@@ -126,20 +132,47 @@ def measure_agents(target: str, vocabulary: str, seeds: int, ppo_episodes: int) 
     import gymnasium as gym
     from ie_env.agents import make_agent, relevant_fraction, run_episode
     from ie_env.agents.oracle import CeilingAgent
+    from ie_env.agents.registry import agent_spec
 
     import ie_env
 
     extra = {"learn_overrides": TEST_LEARN} if target.startswith("gen-") else {}
     env = gym.make(ie_env.FROZEN_ENV_ID, target=target, vocabulary=vocabulary, **BUDGET, **extra)
+    described = None  # the same env with WordNet descriptors, made when a variant needs it
     fractions: dict[str, float] = {}
-    for name in (*AGENTS, "oracle", "ceiling"):
+
+    def measure(name: str) -> None:
+        nonlocal described
+        agent_name, _, variant = name.partition("+")
+        on = env
+        if variant == "descriptors":
+            if described is None:
+                described = gym.make(ie_env.FROZEN_ENV_ID, target=target, vocabulary=vocabulary,
+                                     descriptors="wordnet", **BUDGET, **extra)  # fmt: skip
+            on = described
         values = []
         for seed in range(seeds):
-            agent = CeilingAgent(ceiling_scores(env)) if name == "ceiling" else make_agent(name, env)
-            values.append(relevant_fraction(run_episode(agent, env, agent_seed=seed, env_seed=seed)))
+            if name == "ceiling":
+                agent = CeilingAgent(ceiling_scores(env))
+            else:
+                agent = make_agent(agent_name, on, label_set=variant == "labels" or None)
+            values.append(relevant_fraction(run_episode(agent, on, agent_seed=seed, env_seed=seed)))
         label = f"{name} (privileged)" if name in ("oracle", "ceiling") else name
         fractions[label] = float(np.mean(values))
-        print(f"  {target:8s} {label:22s} {fractions[label]:.4f}", flush=True)
+        print(f"  {target:8s} {label:26s} {fractions[label]:.4f}", flush=True)
+
+    for name in (*AGENTS, "oracle", "ceiling"):
+        measure(name)
+    plain = gaps(fractions, "oracle (privileged)")
+    learners = [
+        a for a in AGENTS if a != "random" and not agent_spec(a).needs_env
+    ]  # not the labels baselines
+    best = max(learners, key=lambda a: plain[a])
+    for agent_name in dict.fromkeys(("softmax_gp", best)):
+        for variant in VARIANTS:
+            measure(f"{agent_name}+{variant}")
+    if described is not None:
+        described.close()
     ppo = {}
     if ppo_episodes:
         agent = make_agent("ppo", env, n_steps=32, batch_size=16)
@@ -151,7 +184,7 @@ def measure_agents(target: str, vocabulary: str, seeds: int, ppo_episodes: int) 
         ppo = {"first": per_episode[0], "last": per_episode[-1], "episodes": per_episode}
         fractions["ppo"] = float(np.mean(per_episode[-3:]))
     env.close()
-    return {"fractions": fractions, "ppo": ppo}
+    return {"fractions": fractions, "ppo": ppo, "best": best}
 
 
 def gaps(fractions: dict[str, float], top: str) -> dict[str, float]:
@@ -192,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         ceiling_gap[target] = gaps(measured["fractions"], "ceiling (privileged)")
         if measured["ppo"]:
             ppo[target] = {k: v for k, v in measured["ppo"].items() if k != "episodes"}
-    names = [a for a in fractions[targets[0]] if "privileged" not in a and a != "random"]
+    names = [a for a in AGENTS if a != "random"]
     result["relevant_fraction"] = fractions
     result["oracle_gap_closed"] = oracle_gap
     result["ceiling_gap_closed"] = ceiling_gap
