@@ -65,6 +65,8 @@ class ExploreConfig:
             10 % of the vocabulary nearest them and spends ``class_query_share`` of its queries on
             the class names (random and the GP agents).
         class_query_share: share of queries spent on class names with ``label_set`` (paper: 0.5).
+        target_only: the no-download baseline (full env): the same schedule, training on the target
+            alone (the agent's queries are not sent).
         executor: the full env's download back end, ``local`` or ``ray``.
         ray_address: an existing Ray cluster (None: a local one) for ``executor="ray"``.
         runs_root: parent of new run folders.
@@ -95,6 +97,7 @@ class ExploreConfig:
     descriptors: str = "none"
     label_set: bool = False
     class_query_share: float = 0.5
+    target_only: bool = False
     executor: str = "local"
     ray_address: str | None = None
     runs_root: str = "runs"
@@ -118,6 +121,9 @@ class ExploreConfig:
         check_int(self, "agent_seed", 0, optional=True)
         check_bool(self, "progress")
         check_bool(self, "label_set")
+        check_bool(self, "target_only")
+        if self.target_only and self.env != "full":
+            fail(self, "target_only", "come with env='full' (the frozen env's encoder never trains)", True)
         check_number(self, "class_query_share", 0.0, 1.0)
         for name in ("target", "vocabulary", "runs_root"):
             check_text(self, name)
@@ -187,6 +193,7 @@ class ExploreConfig:
             run_dir=None if store_dir is None or self.env == "frozen" else str(store_dir),
             resume=resume and self.env == "full",
             progress=self.progress,
+            target_only=self.target_only,
             learn_overrides={"warmup_steps": self.warmup_steps},
         )
 

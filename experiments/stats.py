@@ -53,6 +53,10 @@ def summarize(rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     relevant = (
         sum(r["relevant_fraction"] * r["images_kept"] for r in known) / kept_known if kept_known else None
     )
+    trained_on: dict[str, int] = {}  # training images drawn per source over the run's phases
+    for row in rows["iteration"]:
+        for pool, count in ((row.get("train") or {}).get("trained_on") or {}).items():
+            trained_on[pool] = trained_on.get(pool, 0) + int(count)
     return {
         "knn_start": float(accuracy[0]),
         "knn_final": float(accuracy[-1]),
@@ -64,4 +68,5 @@ def summarize(rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "relevant_by_iteration": [r["relevant_fraction"] for r in rows["iteration"]],
         "reward_by_iteration": [r["mean_reward"] for r in rows["iteration"]],
         "knn_curve": curve,
+        "trained_on": trained_on,
     }

@@ -44,6 +44,10 @@ class EnvConfig:
         train_steps_per_query: optimiser steps per ``step()`` when ``per_step_training``.
         eval_every: evaluate k-NN accuracy on the target test split every this many iterations (0: never).
         warmup: run (or load the cached) SSL warm-up on the target-train set before the first query.
+        target_only: the no-download baseline (full env only): every step searches and downloads
+            nothing (reward 0, status ``target_only``), and each iteration's training phase runs on the
+            target-train set alone, on the same schedule, so a run shows what training without the web
+            gives.
         frozen_encoder: frozen variant's encoder: ``warmup`` (the cached warm-up), ``pretrained``
             (ImageNet EfficientNet-Lite0), or the path of a saved learner checkpoint.
         threads: torch CPU threads for this whole process (None, the default: leave the process's
@@ -88,6 +92,7 @@ class EnvConfig:
     train_steps_per_query: int = 2
     eval_every: int = 1
     warmup: bool = True
+    target_only: bool = False
     frozen_encoder: str = "warmup"
     threads: int | None = None
     record_seconds: bool | None = None
@@ -123,8 +128,10 @@ class EnvConfig:
         check_int(self, "train_steps_per_iteration", 0, optional=True)
         check_choice(self, "engine", ENGINES)
         check_choice(self, "reward", REWARDS)
-        for name in ("frozen", "per_step_training", "warmup", "progress", "resume"):
+        for name in ("frozen", "per_step_training", "warmup", "progress", "resume", "target_only"):
             check_bool(self, name)
+        if self.target_only and self.frozen:
+            fail(self, "target_only", "be False for the frozen env (its encoder never trains)", True)
         if self.resume and self.run_dir is None and not self.frozen:
             fail(self, "resume", "come with the run_dir to reopen")
         if self.frozen and self.engine != "local":

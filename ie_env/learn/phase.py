@@ -44,6 +44,8 @@ class TrainStats:
         cached: True when the result was loaded from the warm-up cache instead of computed.
         cpu_seconds: process CPU time of the step loop (on a shared CPU machine a steadier measure than
             ``seconds``; meaningless for CUDA work).
+        images_by_pool: training images drawn from each pool the phase was given, in the caller's order
+            (the Learner's phases: new downloads, target-train, replay buffer).
     """
 
     loss: float
@@ -53,6 +55,7 @@ class TrainStats:
     images: int = 0
     cached: bool = False
     cpu_seconds: float = 0.0
+    images_by_pool: tuple[int, ...] = ()
 
 
 NO_STEPS = TrainStats(loss=float("nan"), steps=0, images_per_s=0.0, seconds=0.0)
@@ -178,11 +181,15 @@ class PhaseRunner:
         batches = batch_indices(self.rng, n_new, n_past, cfg.pcr, cfg.batch_size)
         losses = torch.zeros(total, dtype=torch.float64)
         images = 0
+        bounds = np.cumsum([0, *(len(p) for p in pools)])
+        by_pool = np.zeros(len(pools), dtype=np.int64)
         start, cpu_start = time.perf_counter(), time.process_time()
         with tqdm(total=total, desc="SSL training", unit="step", disable=not progress) as bar:
             for step in range(total):
-                batch = gather(pools, next(batches), self.device)
+                idx = next(batches)
+                batch = gather(pools, idx, self.device)
                 images += len(batch)
+                by_pool += np.histogram(idx, bins=bounds)[0]
                 losses[step] = self._step(batch, step, total)
                 bar.update(1)
         seconds = time.perf_counter() - start
@@ -193,6 +200,7 @@ class PhaseRunner:
             seconds=seconds,
             images=images,
             cpu_seconds=time.process_time() - cpu_start,
+            images_by_pool=tuple(int(n) for n in by_pool),
         )
 
     def _step(self, batch: torch.Tensor, step: int, total: int) -> float:

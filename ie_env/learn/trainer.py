@@ -52,7 +52,10 @@ from ie_env.learn.scoring import Scorer
 from ie_env.learn.warmup import load_warmup, save_warmup, warmup_key, warmup_path
 from ie_env.runtime import precision_tag
 
-__all__ = ["ImageScores", "Learner", "NonFiniteLossError", "TrainStats"]
+__all__ = ["TRAIN_POOLS", "ImageScores", "Learner", "NonFiniteLossError", "TrainStats"]
+
+# What a training phase draws from, in the order of ``TrainStats.images_by_pool`` of ``Learner.train``.
+TRAIN_POOLS = ("new", "target", "buffer")
 
 
 class Learner(Scorer):
@@ -155,7 +158,7 @@ class Learner(Scorer):
             rewards = np.asarray(new_rewards, dtype=np.float32).ravel()
             if rewards.shape != (len(new),):
                 raise ValueError(f"new_rewards must have shape ({len(new)},), got {rewards.shape}")
-        pools = [new, self._target, self._replay.images]
+        pools = [new, self._target, self._replay.images]  # the order of TRAIN_POOLS
         stats = self._run_phase(pools, steps=steps, epochs=epochs, progress=self._show(progress))
         self._replay.admit(new, rewards, self.config.buffer_fraction)
         return stats

@@ -19,7 +19,8 @@ class QueryOutcome:
 
     Attributes:
         reward: the concept score (mean of the top-10 image rewards; 0.0 when nothing usable came back).
-        status: ``ok``, ``few_images`` (fewer than 10 scored), ``no_images``, or ``search_error``.
+        status: ``ok``, ``few_images`` (fewer than 10 scored), ``no_images``, ``search_error``, or
+            ``target_only`` (the no-download baseline, ``EnvConfig.target_only``).
         image_rewards: reward of every new usable image, in search-rank order.
         image_captions: the search engine's title of each of those images (same order).
         image_statuses: download status of every hit, in rank order (``ok``, ``duplicate``, ...).

@@ -27,7 +27,7 @@ from ie_env.download import DownloadConfig
 from ie_env.download.executor import make_executor
 from ie_env.download.store import ImageStore
 from ie_env.learn.replay import admitted_indices
-from ie_env.learn.trainer import NonFiniteLossError
+from ie_env.learn.trainer import TRAIN_POOLS, NonFiniteLossError
 from ie_env.paths import cache_subdir
 from ie_env.search import make_engine
 from ie_env.worlds.base import QueryOutcome
@@ -137,6 +137,8 @@ class FullWorld:
         """Search, download, store and score one query's images (never raises for engine failures)."""
         if self.store is None:
             raise RuntimeError("reset() must be called before query()")
+        if self.config.target_only:  # the no-download baseline: the iteration trains on the target alone
+            return QueryOutcome(0.0, "target_only")
         seconds: dict[str, float] = {}
         started = time.perf_counter()
         result = self.engine.search(query, self.config.results_per_query)
@@ -230,6 +232,10 @@ class FullWorld:
             "images_per_s": stats.images_per_s,
             "new_images": len(ids),
             "buffer_size": self.learner.buffer_size,
+            # training images drawn per source (each counted once per step it appeared in)
+            "trained_on": dict(
+                zip(TRAIN_POOLS, stats.images_by_pool or (0,) * len(TRAIN_POOLS), strict=True)
+            ),
             "seconds": time.perf_counter() - started,
         }
 

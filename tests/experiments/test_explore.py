@@ -56,6 +56,7 @@ def test_default_agent_is_a_registered_one():
         (["--agent", "ppo"], "stable-baselines3"),
         (["--label-set", "--agent", "labels"], "label_set"),
         (["--label-set", "--class-query-share", "1.5"], "class_query_share"),
+        (["--target-only", "--env", "frozen"], "target_only"),
     ],
 )
 def test_bad_values_stop_before_any_work_naming_them(tmp_path, capsys, argv, named):

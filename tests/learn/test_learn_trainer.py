@@ -119,6 +119,16 @@ class TestTraining:
         with pytest.raises(ValueError, match="not both"):
             learner.train(_images(2, 1), steps=1, epochs=1)
 
+    def test_stats_count_what_each_pool_gave(self) -> None:
+        learner = _learner()  # batch 8, PCR 2: an epoch is the 10 new images and 20 from target + buffer
+        first = learner.train(_images(10, 5), np.linspace(0, 1, 10, dtype=np.float32), epochs=2)
+        new, target, buffer = first.images_by_pool
+        assert sum(first.images_by_pool) == first.images == first.steps * 8 == 48
+        assert buffer == 0 and target == first.images - new and 8 <= new <= 20  # 2 x 10 less the dropped tails
+        second = learner.train(_images(0, 0), steps=5)  # no new images: an epoch is target + buffer (12 + 5)
+        assert second.images_by_pool[0] == 0 and second.images_by_pool[2] > 0
+        assert sum(second.images_by_pool) == second.images == 40
+
     def test_buffer_capacity_drops_oldest(self) -> None:
         learner = _learner(buffer_capacity=3)
         learner.train(_images(4, 1), np.array([1.0, 2.0, 3.0, 4.0]), steps=1)

@@ -234,6 +234,9 @@ def test_full_env_two_iterations_over_loopback_http(tmp_path):
     for info in ends:
         assert np.isfinite(info["train"]["loss"]) and info["train"]["steps"] == 3
         assert 0.0 <= info["eval"]["knn_accuracy"] <= 1.0
+    first, second = (i["train"]["trained_on"] for i in ends)  # what each phase drew from, per source
+    assert sum(first.values()) == sum(second.values()) == 3 * 32
+    assert first["new"] > 0 and first["target"] > 0 and first["buffer"] == 0 < second["buffer"]
     after = learner.model.backbone.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
     assert learner.buffer_size > 0
@@ -243,6 +246,26 @@ def test_full_env_two_iterations_over_loopback_http(tmp_path):
     assert all(torch.equal(before[k], restored[k]) for k in before)
     assert learner.buffer_size == 0
     env.close()
+
+
+def test_target_only_baseline_trains_on_the_target_alone(tmp_path):
+    env = make_full(tmp_path, target_only=True)
+    env.reset(seed=0)
+    base = env.unwrapped
+    learner = base._world.learner
+    before = {k: v.clone() for k, v in learner.model.backbone.state_dict().items()}
+    steps = [env.step(i) for i in range(4)]
+    infos = [info for *_, info in steps]
+    assert [i["status"] for i in infos] == ["target_only"] * 4
+    assert [reward for _, reward, *_ in steps] == [0.0] * 4
+    assert all(i["images_kept"] == 0 for i in infos) and base._world.store.count() == 0
+    train = infos[-1]["train"]
+    assert train["steps"] == 3 and train["trained_on"] == {"new": 0, "target": 96, "buffer": 0}
+    after = learner.model.backbone.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
+    env.close()
+    with pytest.raises(ValueError, match="target_only"):
+        make_frozen(target_only=True)
 
 
 def test_cluster_and_embedding_wrappers_pick_unqueried_concepts():
