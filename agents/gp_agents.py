@@ -17,6 +17,12 @@ differ in how an iteration's queries are chosen:
   while the prior std is 1, so σ swamps μ), ℓ = 0.5 and β = 0.3 (what the prototypes found best),
   and steps that returned no new image (every hit a duplicate, or nothing found) are not fed to the
   GP as a reward of 0: an exhausted query says nothing about how relevant its neighbours are.
+* ``caption_zucb`` (beyond the paper): ``zucb`` that also learns from what came back. Every new image's
+  search-engine caption (``info["image_captions"]``) with its image reward becomes a GP observation
+  at the caption's text embedding (mean reward per distinct caption, weighted by its count), so one
+  query informs the GP at several places of the text space, and concepts whose text is close to the
+  captions of high-reward images rise even before anything near them was queried. Any GP agent can
+  do this with ``captions=True``.
 """
 
 from __future__ import annotations
@@ -41,11 +47,15 @@ class GPAgent(Agent):
 
     name = "gp"
 
-    def __init__(self, gp: GPConfig | None = None, skip_empty: bool = False, refine: int = 2000) -> None:
+    def __init__(
+        self, gp: GPConfig | None = None, skip_empty: bool = False, refine: int = 2000, captions: bool = False
+    ) -> None:
         super().__init__()
         self.gp_config = gp or GPConfig()
         self.skip_empty = skip_empty
         self.refine = refine
+        self.captions = captions
+        self._caption_vectors: dict[str, np.ndarray] = {}  # text -> embedding, kept across episodes
 
     def _reset(self) -> None:
         n = self.space.n
@@ -55,6 +65,8 @@ class GPAgent(Agent):
         self.mean = np.zeros(n)
         self.std = np.full(n, np.sqrt(self.gp_config.signal_variance))
         self.gp = GaussianProcess(self.gp_config)
+        self.caption_sum: dict[str, float] = {}
+        self.caption_count: dict[str, int] = {}
 
     @property
     def queried(self) -> np.ndarray:
@@ -73,16 +85,49 @@ class GPAgent(Agent):
             return
         self.reward_sum[action] += float(reward)
         self.reward_count[action] += 1
+        if self.captions:
+            for caption, image_reward in zip(
+                info.get("image_captions", ()), info.get("image_rewards", ()), strict=False
+            ):
+                text = " ".join(str(caption).split())
+                if text:
+                    self.caption_sum[text] = self.caption_sum.get(text, 0.0) + float(image_reward)
+                    self.caption_count[text] = self.caption_count.get(text, 0) + 1
 
-    def end_iteration(self) -> None:
-        """Refit the GP on every concept observed so far and predict all concepts."""
+    def observations(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The GP's training set: observed concepts, then (with ``captions``) distinct captions.
+
+        Returns:
+            ``(x, y, counts)``: embeddings (m, d), mean rewards (m,) and observation counts (m,).
+        """
         space, _ = self._require_reset()
         seen = np.flatnonzero(self.reward_count > 0)
-        if len(seen) == 0:
+        x, y, counts = space.embeddings[seen], self.observed_mean()[seen], self.reward_count[seen]
+        texts = sorted(self.caption_sum)
+        if not texts:
+            return x, y, counts
+        missing = [t for t in texts if t not in self._caption_vectors]
+        if missing:
+            from ie_env.concepts.textembed import embed_texts
+
+            for text, vector in zip(missing, embed_texts(missing), strict=True):
+                self._caption_vectors[text] = np.asarray(vector, dtype=np.float32)
+        n = np.asarray([self.caption_count[t] for t in texts])
+        return (
+            np.concatenate([x, np.stack([self._caption_vectors[t] for t in texts])]),
+            np.concatenate([y, np.asarray([self.caption_sum[t] for t in texts]) / n]),
+            np.concatenate([counts, n]),
+        )
+
+    def end_iteration(self) -> None:
+        """Refit the GP on everything observed so far and predict all concepts."""
+        space, _ = self._require_reset()
+        x, y, counts = self.observations()
+        if len(y) == 0:
             return
-        self.gp.fit(space.embeddings[seen], self.observed_mean()[seen], self.reward_count[seen])
+        self.gp.fit(x, y, counts)
         self.mean, self.std = self.gp.predict(space.embeddings)
-        if len(seen) * space.n > self.gp_config.exact_limit and self.refine > 0:
+        if len(y) * space.n > self.gp_config.exact_limit and self.refine > 0:
             top = np.argsort(-self._refine_score())[: self.refine]
             self.mean[top], self.std[top] = self.gp.predict(space.embeddings[top], method="exact")
 
@@ -91,6 +136,10 @@ class GPAgent(Agent):
 
     def _best_unqueried(self, scores: np.ndarray, k: int) -> list[int]:
         queried = self.queried
+        if not self.gp.fitted:
+            # Nothing observed yet: every score ties, and ties by position would always query the
+            # vocabulary's first concepts ("entity", "physical entity", ...). Draw uniformly instead.
+            scores = self.rng.random(len(scores))
         ranked = np.where(queried, -np.inf, scores)
         order = np.argsort(-ranked, kind="stable")
         fresh = [int(i) for i in order[: min(k, int((~queried).sum()))]]
@@ -106,6 +155,13 @@ class GPAgent(Agent):
             "exhausted": self.exhausted.copy(),
             "mean": self.mean.copy(),
             "std": self.std.copy(),
+            "caption_texts": np.asarray(sorted(self.caption_sum), dtype=str),
+            "caption_sum": np.asarray(
+                [self.caption_sum[t] for t in sorted(self.caption_sum)], dtype=np.float64
+            ),
+            "caption_count": np.asarray(
+                [self.caption_count[t] for t in sorted(self.caption_sum)], dtype=np.int64
+            ),
         }
 
     def _load(self, state: dict[str, Any]) -> None:
@@ -114,13 +170,19 @@ class GPAgent(Agent):
             if value.shape != (self.space.n,):
                 raise ValueError(f"state {key!r} has shape {value.shape}, expected ({self.space.n},)")
             setattr(self, key, value.copy())
-        seen = np.flatnonzero(self.reward_count > 0)
-        if len(seen):  # the GP itself is a function of the observations
-            self.gp.fit(self.space.embeddings[seen], self.observed_mean()[seen], self.reward_count[seen])
+        texts = [str(t) for t in np.asarray(state.get("caption_texts", []), dtype=str)]
+        sums = np.asarray(state.get("caption_sum", []), dtype=np.float64)
+        counts = np.asarray(state.get("caption_count", []), dtype=np.int64)
+        self.caption_sum = dict(zip(texts, sums.tolist(), strict=True))
+        self.caption_count = dict(zip(texts, counts.tolist(), strict=True))
+        x, y, n = self.observations()
+        if len(y):  # the GP itself is a function of the observations
+            self.gp.fit(x, y, n)
 
     def hyperparameters(self) -> dict[str, Any]:
         """The agent's settings, for logs."""
-        return {**asdict(self.gp_config), "skip_empty": self.skip_empty, "refine": self.refine}
+        return {**asdict(self.gp_config), "skip_empty": self.skip_empty, "refine": self.refine,
+                "captions": self.captions}  # fmt: skip
 
 
 class SoftmaxGPAgent(GPAgent):
@@ -160,7 +222,7 @@ class UCBAgent(GPAgent):
         return self.mean + self.beta * self.std
 
     def propose(self, k: int) -> list[int]:
-        """The best ``k`` unqueried concepts by μ + β σ (ties by position)."""
+        """The best ``k`` unqueried concepts by μ + β σ (ties by position; uniform before any observation)."""
         self._require_reset()
         return self._best_unqueried(self.mean + self.beta * self.std, self._check_k(k))
 

@@ -70,6 +70,8 @@ class GPAgentConfig:
         rank: eigenpairs of the fast variance path.
         refine: concepts whose σ is recomputed exactly on the fast path.
         fast_dtype: ``"float32"`` or ``"bfloat16"`` dot products on the fast path.
+        captions: also fit the GP on the captions of the images each step returned, at their text
+            embeddings, with their image rewards (see :mod:`ie_env.agents.gp_agents`).
     """
 
     length_scale: float = 1.0
@@ -80,12 +82,14 @@ class GPAgentConfig:
     rank: int = 256
     refine: int = 2000
     fast_dtype: str = "float32"
+    captions: bool = False
 
     def __post_init__(self) -> None:
         for field in ("length_scale", "noise", "signal_variance"):
             check_number(self, field, 0.0, low_open=True)
         check_bool(self, "standardize")
         check_bool(self, "skip_empty")
+        check_bool(self, "captions")
         check_int(self, "rank", 1)
         check_int(self, "refine", 0)
         check_choice(self, "fast_dtype", ("float32", "bfloat16"))
@@ -102,7 +106,7 @@ class GPAgentConfig:
             rank=self.rank,
             fast_dtype=self.fast_dtype,
         )
-        return {"gp": gp, "skip_empty": self.skip_empty, "refine": self.refine}
+        return {"gp": gp, "skip_empty": self.skip_empty, "refine": self.refine, "captions": self.captions}
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,13 @@ class ZUCBConfig(UCBConfig):
     standardize: bool = True
     skip_empty: bool = True
     beta: float = 0.3
+
+
+@dataclass(frozen=True)
+class CaptionZUCBConfig(ZUCBConfig):
+    """``caption_zucb``: ``zucb`` that also fits the GP on the returned images' captions."""
+
+    captions: bool = True
 
 
 @dataclass(frozen=True)
@@ -337,4 +348,9 @@ register(
     AgentSpec("epsilon_greedy", EpsilonGreedyConfig, _gp("EpsilonGreedyAgent", "epsilon"), "ε-greedy on μ")
 )
 register(AgentSpec("zucb", ZUCBConfig, _gp("UCBAgent", "beta"), "standardised GP-UCB (beyond the paper)"))
+register(
+    AgentSpec(
+        "caption_zucb", CaptionZUCBConfig, _gp("UCBAgent", "beta"), "zucb that also learns from captions"
+    )
+)
 register(AgentSpec("ppo", PPOConfig, _ppo, "stable-baselines3 PPO (wrapped actions)", needs_env=True))

@@ -1,0 +1,69 @@
+"""GP agents that learn from the captions of returned images (``captions=True``, ``caption_zucb``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ie_env.agents import ConceptSpace, make_agent
+
+from ie_env.concepts.textembed import embed_texts
+
+TEXTS = (
+    "sneaker (shoe): a canvas shoe with a pliable rubber sole.",
+    "sandal (shoe): a shoe consisting of a sole fastened by straps.",
+    "boot (footwear): footwear that covers the whole foot and the lower leg.",
+    "apple (edible fruit): fruit with red or yellow or green skin.",
+    "piano (keyboard instrument): a keyboard instrument played by depressing keys.",
+    "volcano (mountain): a mountain formed by volcanic material.",
+)
+
+
+@pytest.fixture(scope="module")
+def space() -> ConceptSpace:
+    vectors = embed_texts(list(TEXTS))
+    lemmas = tuple(t.split(" (")[0] for t in TEXTS)
+    return ConceptSpace(len(TEXTS), np.arange(len(TEXTS)), TEXTS, lemmas, vectors, np.arange(len(TEXTS)) % 2)
+
+
+def feed(agent, space: ConceptSpace) -> None:
+    agent.reset(space, np.random.default_rng(0))
+    # an apple query whose images (by their captions) were mostly shoes, and the shoes scored high
+    info = {"image_captions": ["Running shoe", "Sneaker", "Red apple"], "image_rewards": [0.9, 0.9, 0.2],
+            "images_kept": 3}  # fmt: skip
+    agent.update(3, 0.5, info)
+    agent.update(4, 0.2, {"image_captions": ["Grand piano"], "image_rewards": [0.2], "images_kept": 1})
+    agent.end_iteration()
+
+
+def test_captions_of_high_reward_images_lift_the_concepts_they_describe(space):
+    with_captions = make_agent("caption_zucb")
+    feed(with_captions, space)
+    assert with_captions.caption_count == {"Running shoe": 1, "Sneaker": 1, "Red apple": 1, "Grand piano": 1}
+    mean = with_captions.mean
+    assert mean[0] > mean[5] and mean[0] > mean[4]  # sneaker above volcano and the low piano
+    assert with_captions.propose(1) == [0]  # the sneaker concept, never queried itself
+    x, y, counts = with_captions.observations()
+    assert len(y) == 2 + 4 and counts.tolist() == [1, 1, 1, 1, 1, 1]
+    plain = make_agent("zucb")
+    feed(plain, space)
+    assert len(plain.observations()[1]) == 2  # captions ignored without the option
+    assert plain.mean[0] < with_captions.mean[0]
+
+
+def test_caption_state_round_trips(space):
+    first = make_agent("caption_zucb")
+    feed(first, space)
+    state = first.state_dict()
+    assert state["caption_texts"].tolist() == sorted(first.caption_sum)
+    second = make_agent("caption_zucb")
+    second.reset(space, np.random.default_rng(5))
+    second.load_state_dict(state)
+    assert second.caption_sum == first.caption_sum
+    np.testing.assert_allclose(second.gp.predict(space.embeddings)[0], first.mean)
+    assert second.propose(2) == first.propose(2)
+
+
+def test_every_gp_agent_takes_the_option():
+    assert make_agent("softmax_gp", captions=True).captions
+    with pytest.raises(ValueError, match="captions"):
+        make_agent("ucb", captions="yes")
