@@ -22,7 +22,8 @@ differ in how an iteration's queries are chosen:
   at the caption's text embedding (mean reward per distinct caption, weighted by its count), so one
   query informs the GP at several places of the text space, and concepts whose text is close to the
   captions of high-reward images rise even before anything near them was queried. Any GP agent can
-  do this with ``captions=True``.
+  do this with ``captions=True``. It also spreads each iteration's picks (``max_similarity`` 0.8:
+  no two picks with text cosine >= 0.8; near-synonyms return the same images), with ℓ = 0.7, β = 1.
 """
 
 from __future__ import annotations
@@ -48,9 +49,15 @@ class GPAgent(Agent):
     name = "gp"
 
     def __init__(
-        self, gp: GPConfig | None = None, skip_empty: bool = False, refine: int = 2000, captions: bool = False
+        self,
+        gp: GPConfig | None = None,
+        skip_empty: bool = False,
+        refine: int = 2000,
+        captions: bool = False,
+        max_similarity: float = 1.0,
     ) -> None:
         super().__init__()
+        self.max_similarity = max_similarity
         self.gp_config = gp or GPConfig()
         self.skip_empty = skip_empty
         self.refine = refine
@@ -142,11 +149,32 @@ class GPAgent(Agent):
             scores = self.rng.random(len(scores))
         ranked = np.where(queried, -np.inf, scores)
         order = np.argsort(-ranked, kind="stable")
-        fresh = [int(i) for i in order[: min(k, int((~queried).sum()))]]
+        available = min(k, int((~queried).sum()))
+        if self.max_similarity < 1.0:
+            fresh = self._spread(order[: max(available, min(len(order), 64 * k))], available)
+        else:
+            fresh = [int(i) for i in order[:available]]
         if len(fresh) < k:  # everything queried: repeat the best observed ones
             best = np.argsort(-self.observed_mean(), kind="stable")
             fresh += [int(best[i % len(best)]) for i in range(k - len(fresh))]
         return fresh
+
+    def _spread(self, candidates: np.ndarray, k: int) -> list[int]:
+        """The first ``k`` candidates (best first) below ``max_similarity`` to every earlier pick.
+
+        Candidates too close to a pick fill up the batch only when too few others are left.
+        """
+        vectors = self.space.embeddings
+        picks: list[int] = []
+        skipped: list[int] = []
+        for i in candidates:
+            if len(picks) == k:
+                break
+            if picks and float(np.max(vectors[picks] @ vectors[int(i)])) >= self.max_similarity:
+                skipped.append(int(i))
+            else:
+                picks.append(int(i))
+        return picks + skipped[: k - len(picks)]
 
     def _state(self) -> dict[str, Any]:
         return {

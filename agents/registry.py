@@ -72,6 +72,8 @@ class GPAgentConfig:
         fast_dtype: ``"float32"`` or ``"bfloat16"`` dot products on the fast path.
         captions: also fit the GP on the captions of the images each step returned, at their text
             embeddings, with their image rewards (see :mod:`ie_env.agents.gp_agents`).
+        max_similarity: UCB-style agents: an iteration's picks keep their text cosine below this
+            (near-synonyms return the same images); 1.0: no limit.
     """
 
     length_scale: float = 1.0
@@ -83,6 +85,7 @@ class GPAgentConfig:
     refine: int = 2000
     fast_dtype: str = "float32"
     captions: bool = False
+    max_similarity: float = 1.0
 
     def __post_init__(self) -> None:
         for field in ("length_scale", "noise", "signal_variance"):
@@ -90,6 +93,7 @@ class GPAgentConfig:
         check_bool(self, "standardize")
         check_bool(self, "skip_empty")
         check_bool(self, "captions")
+        check_number(self, "max_similarity", -1.0, 1.0)
         check_int(self, "rank", 1)
         check_int(self, "refine", 0)
         check_choice(self, "fast_dtype", ("float32", "bfloat16"))
@@ -106,7 +110,13 @@ class GPAgentConfig:
             rank=self.rank,
             fast_dtype=self.fast_dtype,
         )
-        return {"gp": gp, "skip_empty": self.skip_empty, "refine": self.refine, "captions": self.captions}
+        return {
+            "gp": gp,
+            "skip_empty": self.skip_empty,
+            "refine": self.refine,
+            "captions": self.captions,
+            "max_similarity": self.max_similarity,
+        }
 
 
 @dataclass(frozen=True)
@@ -145,9 +155,17 @@ class ZUCBConfig(UCBConfig):
 
 @dataclass(frozen=True)
 class CaptionZUCBConfig(ZUCBConfig):
-    """``caption_zucb``: ``zucb`` that also fits the GP on the returned images' captions."""
+    """``caption_zucb``: ``zucb`` that also fits the GP on the returned images' captions.
+
+    ℓ = 0.7, β = 1.0 and picks below cosine 0.8 to each other: the most robust of the settings tried
+    on fmnist (frozen env, 10 x 16 queries x 5 results, 4 seeds: relevant fraction 0.48, worst seed
+    0.39, against zucb's 0.40 and 0.02).
+    """
 
     captions: bool = True
+    length_scale: float = 0.7
+    beta: float = 1.0
+    max_similarity: float = 0.8
 
 
 @dataclass(frozen=True)

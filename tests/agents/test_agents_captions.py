@@ -67,3 +67,24 @@ def test_every_gp_agent_takes_the_option():
     assert make_agent("softmax_gp", captions=True).captions
     with pytest.raises(ValueError, match="captions"):
         make_agent("ucb", captions="yes")
+
+
+def test_max_similarity_spreads_an_iterations_picks(space):
+    agent = make_agent("zucb", max_similarity=0.45)
+    feed(agent, space)
+    picks = agent.propose(3)
+    vectors = space.embeddings[picks]
+    cosines = vectors @ vectors.T
+    assert len(set(picks)) == 3 and (cosines[~np.eye(3, dtype=bool)] < 0.45).all()
+    assert picks != make_agent_plain_order(
+        space
+    )  # the plain order puts sandal and boot (cosine 0.5) together
+    crowded = make_agent("zucb", max_similarity=-1.0)  # nothing is far enough: fill up in score order
+    feed(crowded, space)
+    assert crowded.propose(3) == make_agent_plain_order(space)
+
+
+def make_agent_plain_order(space):
+    plain = make_agent("zucb")
+    feed(plain, space)
+    return plain.propose(3)
