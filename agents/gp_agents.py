@@ -117,7 +117,9 @@ class GPAgent(Agent):
         if missing:
             from ie_env.concepts.textembed import embed_texts
 
-            for text, vector in zip(missing, embed_texts(missing), strict=True):
+            # float32: a bfloat16 embedding depends on the batch it shares, and a resumed run
+            # embeds its captions in other batches than the uninterrupted one
+            for text, vector in zip(missing, embed_texts(missing, bf16=False), strict=True):
                 self._caption_vectors[text] = np.asarray(vector, dtype=np.float32)
         n = np.asarray([self.caption_count[t] for t in texts])
         return (
@@ -149,9 +151,10 @@ class GPAgent(Agent):
             scores = self.rng.random(len(scores))
         ranked = np.where(queried, -np.inf, scores)
         order = np.argsort(-ranked, kind="stable")
-        available = min(k, int((~queried).sum()))
-        if self.max_similarity < 1.0:
-            fresh = self._spread(order[: max(available, min(len(order), 64 * k))], available)
+        unqueried = int((~queried).sum())
+        available = min(k, unqueried)
+        if self.max_similarity < 1.0:  # the spread looks at the best 64 k unqueried concepts
+            fresh = self._spread(order[: min(unqueried, 64 * k)], available)
         else:
             fresh = [int(i) for i in order[:available]]
         if len(fresh) < k:  # everything queried: repeat the best observed ones

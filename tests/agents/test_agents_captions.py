@@ -69,22 +69,24 @@ def test_every_gp_agent_takes_the_option():
         make_agent("ucb", captions="yes")
 
 
-def test_max_similarity_spreads_an_iterations_picks(space):
-    agent = make_agent("zucb", max_similarity=0.45)
-    feed(agent, space)
-    picks = agent.propose(3)
-    vectors = space.embeddings[picks]
-    cosines = vectors @ vectors.T
-    assert len(set(picks)) == 3 and (cosines[~np.eye(3, dtype=bool)] < 0.45).all()
-    assert picks != make_agent_plain_order(
-        space
-    )  # the plain order puts sandal and boot (cosine 0.5) together
-    crowded = make_agent("zucb", max_similarity=-1.0)  # nothing is far enough: fill up in score order
-    feed(crowded, space)
-    assert crowded.propose(3) == make_agent_plain_order(space)
+def test_max_similarity_spreads_an_iterations_picks():
+    # concepts 0-4: near-synonyms (cosine ~0.99); 5-9: unrelated directions
+    eye = np.eye(10, dtype=np.float32)
+    vectors = np.concatenate([eye[0] + 0.1 * eye[1:6], eye[5:10] + 0.1 * eye[0]])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    names = tuple(f"c{i}" for i in range(10))
+    space = ConceptSpace(10, np.arange(10), names, names, vectors, np.zeros(10, dtype=np.int64))
 
+    def picks(**settings):
+        agent = make_agent("zucb", **settings)
+        agent.reset(space, np.random.default_rng(0))
+        agent.update(4, 1.0, {"images_kept": 5})  # a synonym scored high, an unrelated concept low
+        agent.update(9, 0.0, {"images_kept": 5})
+        agent.end_iteration()
+        return agent.propose(3)
 
-def make_agent_plain_order(space):
-    plain = make_agent("zucb")
-    feed(plain, space)
-    return plain.propose(3)
+    assert set(picks()) <= {0, 1, 2, 3}  # all three next to the good one
+    spread = picks(max_similarity=0.9)
+    assert len(set(spread) & {0, 1, 2, 3}) == 1 and not set(spread) & {4, 9}
+    crowded = picks(max_similarity=-1.0)  # nothing is far enough: filled up in score order
+    assert crowded == picks()
