@@ -21,7 +21,7 @@ JSON keys:
   ``softmax_gp`` and the target's best plain learning agent
   (the GP agents).
 * ``ppo_fraction``: target → PPO's relevant fraction per training episode (first, last) and ``best_agent``:
-  the non-privileged plain agent with the highest mean oracle gap closed.
+  the exploring agent (not the class-name baselines, not PPO) with the highest mean oracle gap closed.
 
 Targets: ``ocp-10`` and ``fmnist`` with the full vocabulary when the offline web is built, else
 ``gen-4`` with the ``small`` vocabulary. ``--quick``: 2 seeds, a 20,000 × 1,000 GP problem, no PPO.
@@ -230,7 +230,14 @@ def main(argv: list[str] | None = None) -> int:
         ceiling_gap[target] = gaps(measured["fractions"], "ceiling (privileged)")
         if measured["ppo"]:
             ppo[target] = {k: v for k, v in measured["ppo"].items() if k != "episodes"}
-    names = [a for a in fractions[targets[0]] if a != "random" and "privileged" not in a and "+" not in a]
+    from ie_env.agents.registry import agent_names, agent_spec
+
+    # the best exploring agent: not the class-name baselines (or PPO), which read the env
+    names = [
+        a
+        for a in fractions[targets[0]]
+        if a in agent_names() and a != "random" and not agent_spec(a).needs_env
+    ]
     result["relevant_fraction"] = fractions
     result["oracle_gap_closed"] = oracle_gap
     result["ceiling_gap_closed"] = ceiling_gap
