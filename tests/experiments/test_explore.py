@@ -15,12 +15,13 @@ from tests.experiments.conftest import TINY, WORDS, run_cli
 def test_flags_override_toml_and_parse_booleans_and_optionals(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text(
-        'env = "frozen"\niterations = 7\nweb_url = "http://127.0.0.1:1"\n[agent_args]\nsmr = 4.0\n'
+        'env = "frozen"\nagent = "softmax_gp"\niterations = 7\nweb_url = "http://127.0.0.1:1"\n[agent_args]\nsmr = 4.0\n'
     )
     cfg = parse_args(["--config", str(path), "--iterations", "2", "--no-progress", "--web-url", "None"])
     assert (cfg.env, cfg.iterations, cfg.progress, cfg.web_url) == ("frozen", 2, False, None)
     assert cfg.agent_kwargs() == {"smr": 4.0}
-    assert parse_args(["--agent-args", "tiers=false", "smr=2"]).agent_kwargs() == {"tiers": False, "smr": 2}
+    smr = parse_args(["--agent", "softmax_gp", "--agent-args", "tiers=false", "smr=2"])
+    assert smr.agent_kwargs() == {"tiers": False, "smr": 2}
     assert load_toml(path).to_toml() == ExploreConfig(**{**cfg.__dict__, "iterations": 7, "progress": True,
                                                          "web_url": "http://127.0.0.1:1"}).to_toml()  # fmt: skip
 
@@ -49,7 +50,7 @@ def test_default_agent_is_a_registered_one():
     ("argv", "named"),
     [
         (["--agent", "nope"], "softmax_gp"),  # the registered agents are listed
-        (["--agent-args", "smr=-1"], "smr"),
+        (["--agent", "softmax_gp", "--agent-args", "smr=-1"], "smr"),
         (["--agent-args", "bogus=1"], "allowed"),
         (["--env", "half"], "frozen"),
         (["--iterations", "0"], "iterations"),
@@ -102,7 +103,8 @@ def tags(run_dir):
 @pytest.mark.slow
 def test_frozen_run_writes_every_file_and_the_same_tags(home, tmp_path):
     run_dir = tmp_path / "run"
-    done = run_cli("explore", *TINY, "--env", "frozen", "--iterations", "2", "--run-dir", str(run_dir))
+    argv = [*TINY, "--env", "frozen", "--agent", "softmax_gp", "--iterations", "2", "--run-dir", str(run_dir)]
+    done = run_cli("explore", *argv)
     assert done.returncode == 0, done.stderr
     for name in ("config.toml", "checkpoints/latest.pt", "metrics.jsonl", "report.md", "curves.png"):
         assert (run_dir / name).is_file(), name
