@@ -254,11 +254,18 @@ class FullWorld:
         return evaluate_learner(self.learner, self.test_images, self.test_labels)
 
     def close(self) -> None:
-        """Close the store, the executor and the server this world started."""
+        """Close the store, the executor, the engine and the server this world started.
+
+        The engine's HTTP client goes before the server: an open keep-alive connection holds one of
+        the server's request threads, which would then still run while the interpreter exits.
+        """
         if self.store is not None:
             self.store.close()
             self.store = None
         self.executor.close()
+        close_engine = getattr(self.engine, "close", None)
+        if callable(close_engine):
+            close_engine()
         if self._server is not None:
             self._server.stop()
             self._server = None
