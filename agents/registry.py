@@ -255,6 +255,11 @@ def agent_names() -> tuple[str, ...]:
     return tuple(sorted(_REGISTRY))
 
 
+def concept_space_agents() -> tuple[str, ...]:
+    """Agents that see only the concept space (no env): the ones the label-set setting can wrap."""
+    return tuple(n for n in agent_names() if not _REGISTRY[n].needs_env)
+
+
 def agent_spec(name: str) -> AgentSpec:
     """The spec of ``name``; ``ValueError`` naming the registered agents otherwise."""
     try:
@@ -296,7 +301,7 @@ def make_agent(name: str, env: Any = None, *, label_set: Any = None, **kwargs: A
         if spec.needs_env:
             raise ValueError(
                 f"label_set works with agents that see only the concept space "
-                f"({', '.join(n for n in agent_names() if not _REGISTRY[n].needs_env)}); {name!r} is not one"
+                f"({', '.join(concept_space_agents())}); {name!r} is not one"
             )
         if env is None:
             raise ValueError(f"label_set needs the env: make_agent({name!r}, env, label_set=...)")

@@ -136,7 +136,7 @@ def measure_agents(
     import gymnasium as gym
     from ie_env.agents import make_agent, relevant_fraction, run_episode
     from ie_env.agents.oracle import CeilingAgent
-    from ie_env.agents.registry import agent_spec
+    from ie_env.agents.registry import concept_space_agents
 
     import ie_env
 
@@ -169,7 +169,7 @@ def measure_agents(
         measure(name)
     plain = gaps(fractions, "oracle (privileged)")
     # the best learning agent (not the labels baselines)
-    learners = [a for a in agents if a != "random" and not agent_spec(a).needs_env] or ["softmax_gp"]
+    learners = [a for a in agents if a != "random" and a in concept_space_agents()] or ["softmax_gp"]
     best = max(learners, key=lambda a: plain[a])
     for agent_name in dict.fromkeys(("softmax_gp", best)):
         for variant in VARIANTS:
@@ -230,14 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         ceiling_gap[target] = gaps(measured["fractions"], "ceiling (privileged)")
         if measured["ppo"]:
             ppo[target] = {k: v for k, v in measured["ppo"].items() if k != "episodes"}
-    from ie_env.agents.registry import agent_names, agent_spec
+    from ie_env.agents.registry import concept_space_agents
 
     # the best exploring agent: not the class-name baselines (or PPO), which read the env
-    names = [
-        a
-        for a in fractions[targets[0]]
-        if a in agent_names() and a != "random" and not agent_spec(a).needs_env
-    ]
+    names = [a for a in fractions[targets[0]] if a != "random" and a in concept_space_agents()]
     result["relevant_fraction"] = fractions
     result["oracle_gap_closed"] = oracle_gap
     result["ceiling_gap_closed"] = ceiling_gap

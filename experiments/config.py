@@ -132,11 +132,14 @@ class ExploreConfig:
             fail(self, "agent", f"be an ie_env.agents.Agent policy ({self.agent} drives the env itself through "
                  "stable-baselines3: see ie_env.agents.ppo)")  # fmt: skip
         if self.label_set:
-            from ie_env.agents.registry import agent_names, agent_spec
+            from ie_env.agents.registry import concept_space_agents
 
-            if agent_spec(self.agent).needs_env:
-                open_to = ", ".join(n for n in agent_names() if not agent_spec(n).needs_env)
-                fail(self, "agent", f"see only the concept space with label_set ({open_to})")
+            if self.agent not in concept_space_agents():
+                fail(
+                    self,
+                    "agent",
+                    f"see only the concept space with label_set ({', '.join(concept_space_agents())})",
+                )
 
     @property
     def label_set_setting(self) -> dict[str, Any] | None:

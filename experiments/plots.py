@@ -36,6 +36,16 @@ def _by_agent(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return groups
 
 
+def _save(plt: Any, figure: Any, ax: Any, path: Path) -> Path:
+    """Grid, legend, tight layout; write ``path`` and close the figure."""
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
 def plot_curves(rows: list[dict[str, Any]], path: Path, frozen: bool = False) -> Path:
     """k-NN accuracy over env steps per agent (frozen env: the running mean reward per iteration)."""
     plt = _pyplot()
@@ -50,12 +60,7 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, frozen: bool = False) ->
             _band(ax, steps, [[100 * a for a in s] for s in series], agent)
     ax.set_xlabel("iteration" if frozen else "env steps")
     ax.set_ylabel("mean concept score" if frozen else "k-NN accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, ax, path)
 
 
 def plot_relevant(rows: list[dict[str, Any]], path: Path) -> Path:
@@ -68,9 +73,4 @@ def plot_relevant(rows: list[dict[str, Any]], path: Path) -> Path:
     ax.set_xlabel("iteration")
     ax.set_ylabel("relevant fraction of downloads")
     ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, ax, path)

@@ -27,6 +27,7 @@ process-wide settings such as torch's thread count.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -229,7 +230,7 @@ class Learner(Scorer):
         n_new, n_past = len(pools[0]), sum(len(p) for p in pools[1:])
         total = phase_length(self.config, n_new, n_past, steps, epochs)
         if total == 0:
-            return NO_STEPS
+            return dataclasses.replace(NO_STEPS, images_by_pool=(0,) * len(pools))
         snapshot = {
             "model": copy.deepcopy(self.model.state_dict()),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),

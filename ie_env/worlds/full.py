@@ -233,9 +233,7 @@ class FullWorld:
             "new_images": len(ids),
             "buffer_size": self.learner.buffer_size,
             # training images drawn per source (each counted once per step it appeared in)
-            "trained_on": dict(
-                zip(TRAIN_POOLS, stats.images_by_pool or (0,) * len(TRAIN_POOLS), strict=True)
-            ),
+            "trained_on": dict(zip(TRAIN_POOLS, stats.images_by_pool, strict=True)),
             "seconds": time.perf_counter() - started,
         }
 
