@@ -12,15 +12,19 @@ Two prediction paths:
   float64, mean ``K*ᵀ α`` and variance ``s² − ‖L⁻¹ K*‖²``, chunked over the test points. This matches
   scikit-learn's ``GaussianProcessRegressor`` (mean and std within 1e-6 on small problems).
 * ``method="fast"``: for every concept of the full vocabulary (146,347) against thousands of
-  observations. The mean is still exact (``K* α``, torch matrix products in chunks); the variance uses
-  the top ``rank`` eigenpairs ``(λᵢ, uᵢ)`` of the noise-free kernel matrix (randomised eigensolver)
-  and treats the remaining directions as one isotropic block with the first discarded eigenvalue
-  ``λ̄``::
+  observations. The mean is still exact (``K* α`` in float32 torch matrix products, chunked; the
+  exponent of each kernel block is one matrix product of augmented inputs). The variance uses the top
+  ``rank`` eigenpairs ``(λᵢ, uᵢ)`` of the noise-free kernel matrix (randomised eigensolver) and treats
+  the remaining directions as one isotropic block with the first discarded eigenvalue ``λ̄``::
 
       k*ᵀ (K + N)⁻¹ k* ≈ Σᵢ (uᵢᵀ k*)² / (λᵢ + σ̄²) + (‖k*‖² − ‖Uᵀ k*‖²) / (λ̄ + σ̄²)
 
-  where ``σ̄²`` is the mean noise variance. The dot products may run in bfloat16 (``fast_dtype``),
-  which roughly halves the time on CPUs with bf16 matrix units at a ~1e-4 error in the kernel.
+  where ``σ̄²`` is the mean noise variance. Measured on the full vocabulary with 5,000 observations
+  (2 cores): rank 256 ranks μ + σ with Spearman 0.955 against the exact GP, rank 384 0.994, rank
+  1,024 0.999. The variance ``s² − k*ᵀ (K + N)⁻¹ k*`` is a difference of nearly equal numbers, so
+  the products stay in float32: bfloat16 dot products dropped that Spearman to 0.14. GPyTorch's fast
+  predictive variances (LOVE, Lanczos root 100 or 400) were slower on the same problem (12–14 s
+  against 7 s) and less accurate (Spearman 0.81–0.91).
   ``method="auto"`` picks ``fast`` when ``m × n`` exceeds ``exact_limit``.
 """
 
@@ -44,10 +48,10 @@ class GPConfig:
         noise: observation noise variance of a single observation.
         signal_variance: prior variance s² of the latent function.
         standardize: centre and scale ``y`` to unit variance before fitting (the paper's GP does not).
-        chunk: test points per chunk of the prediction.
+        chunk: test points per chunk of the exact prediction.
+        fast_chunk: test points per chunk of the fast prediction (small blocks stay in cache).
         rank: eigenpairs kept by the fast variance.
         exact_limit: ``method="auto"`` uses the exact path while ``m × n`` is at most this.
-        fast_dtype: dtype of the fast path's dot products, ``"float32"`` or ``"bfloat16"``.
     """
 
     length_scale: float = 1.0
@@ -55,9 +59,9 @@ class GPConfig:
     signal_variance: float = 1.0
     standardize: bool = False
     chunk: int = 16384
-    rank: int = 256
+    fast_chunk: int = 1024
+    rank: int = 384
     exact_limit: int = 20_000_000
-    fast_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         check_number(self, "length_scale", 0.0, low_open=True)
@@ -65,17 +69,31 @@ class GPConfig:
         check_number(self, "signal_variance", 0.0, low_open=True)
         check_choice(self, "standardize", (True, False))
         check_int(self, "chunk", 1)
+        check_int(self, "fast_chunk", 1)
         check_int(self, "rank", 1)
         check_int(self, "exact_limit", 0)
-        check_choice(self, "fast_dtype", ("float32", "bfloat16"))
 
 
 def rbf(a: np.ndarray, b: np.ndarray, length_scale: float, signal_variance: float) -> np.ndarray:
     """The RBF kernel matrix between rows of ``a`` and ``b`` (float64)."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
-    return signal_variance * np.exp(-np.maximum(sq, 0.0) / (2.0 * length_scale**2))
+    a = torch.as_tensor(np.asarray(a, dtype=np.float64))
+    b = torch.as_tensor(np.asarray(b, dtype=np.float64))
+    with torch.inference_mode():
+        exponent = _augmented(a, length_scale) @ _augmented(b, length_scale, right=True).T
+        return exponent.clamp_max_(0.0).exp_().mul_(signal_variance).numpy()
+
+
+def _augmented(x: torch.Tensor, length_scale: float, right: bool = False) -> torch.Tensor:
+    """Rows ``[x, −γ‖x‖², 1]`` (or ``[2γx, 1, −γ‖x‖²]`` with ``right``), γ = 1 / (2ℓ²).
+
+    One product of a left and a right block is the kernel exponent ``−γ‖a − b‖²``.
+    """
+    gamma = 1.0 / (2.0 * length_scale**2)
+    sq = (x * x).sum(1, keepdim=True).mul_(-gamma)
+    ones = torch.ones_like(sq)
+    if right:
+        return torch.cat([x * (2.0 * gamma), ones, sq], 1)
+    return torch.cat([x, sq, ones], 1)
 
 
 class GaussianProcess:
@@ -115,8 +133,9 @@ class GaussianProcess:
         kernel = rbf(x, x, cfg.length_scale, cfg.signal_variance)
         self._kernel = kernel.copy()
         kernel[np.diag_indices_from(kernel)] += self.noise
-        self._chol = scipy.linalg.cholesky(kernel, lower=True, overwrite_a=True)
-        self.alpha = scipy.linalg.cho_solve((self._chol, True), target)
+        chol = torch.linalg.cholesky(torch.from_numpy(kernel))
+        self._chol = chol.numpy()
+        self.alpha = torch.cholesky_solve(torch.from_numpy(target)[:, None], chol)[:, 0].numpy()
         self._fast = None
         return self
 
@@ -172,7 +191,7 @@ class GaussianProcess:
         else:  # randomised range finder with power iterations (Halko, Martinsson, Tropp 2011)
             gen = torch.Generator().manual_seed(self.seed)
             basis = kernel @ torch.randn(m, rank + 16, generator=gen)
-            for _ in range(3):
+            for _ in range(2):
                 basis, _ = torch.linalg.qr(basis)
                 basis = kernel @ basis
             basis, _ = torch.linalg.qr(basis)
@@ -184,34 +203,32 @@ class GaussianProcess:
         rest = float(values[rank]) if rank < len(values) else 0.0
         values, vectors = values[:rank], vectors[:, :rank].contiguous()
         noise = float(np.mean(self.noise))
-        dtype = torch.bfloat16 if cfg.fast_dtype == "bfloat16" else torch.float32
+        train = torch.from_numpy(self.x)
         self._fast = (
-            torch.from_numpy(self.x).to(dtype),
+            _augmented(train, cfg.length_scale, right=True).float().T.contiguous(),
             torch.from_numpy(self.alpha).float(),
-            vectors.to(dtype),
+            vectors,
             (1.0 / (values + noise)).float(),
             torch.tensor(1.0 / (rest + noise)),
-            torch.from_numpy((self.x * self.x).sum(1)).float(),
         )
         return self._fast
 
     def _predict_fast(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
-        train, alpha, vectors, inv_values, inv_rest, train_sq = self._prepare_fast()
-        gamma = 1.0 / (2.0 * cfg.length_scale**2)
-        mean = np.empty(len(x))
-        var = np.empty(len(x))
+        right, alpha, vectors, inv_values, inv_rest = self._prepare_fast()
+        mean = torch.empty(len(x))
+        reduction = torch.empty(len(x))
         with torch.inference_mode():
-            for lo in range(0, len(x), cfg.chunk):
-                block = torch.from_numpy(np.array(x[lo : lo + cfg.chunk], dtype=np.float32))
-                dots = (block.to(train.dtype) @ train.T).float()
-                sq = (block * block).sum(1, keepdim=True) + train_sq[None, :] - 2.0 * dots
-                cross = torch.exp(sq.clamp_min_(0.0).mul_(-gamma)).mul_(cfg.signal_variance)
-                projected = (cross.to(vectors.dtype) @ vectors).float()
-                total = (cross * cross).sum(1)
-                head = (projected * projected).sum(1)
-                reduction = (projected * projected) @ inv_values + (total - head) * inv_rest
+            for lo in range(0, len(x), cfg.fast_chunk):
+                block = torch.from_numpy(np.asarray(x[lo : lo + cfg.fast_chunk], dtype=np.float64))
+                left = _augmented(block, cfg.length_scale).float()
+                cross = (left @ right).clamp_max_(0.0).exp_()
+                if cfg.signal_variance != 1.0:
+                    cross.mul_(cfg.signal_variance)
+                projected = (cross @ vectors).square_()
+                total = torch.linalg.vector_norm(cross, dim=1).square_()
                 hi = lo + len(block)
-                mean[lo:hi] = (cross @ alpha).double().numpy()
-                var[lo:hi] = (cfg.signal_variance - reduction).double().numpy()
-        return mean, var
+                mean[lo:hi] = cross @ alpha
+                reduction[lo:hi] = projected @ inv_values + (total - projected.sum(1)) * inv_rest
+        var = cfg.signal_variance - reduction.double()
+        return mean.double().numpy(), var.numpy()

@@ -69,7 +69,6 @@ class GPAgentConfig:
         skip_empty: ignore steps that returned no new image.
         rank: eigenpairs of the fast variance path.
         refine: concepts whose σ is recomputed exactly on the fast path.
-        fast_dtype: ``"float32"`` or ``"bfloat16"`` dot products on the fast path.
         captions: also fit the GP on the captions of the images each step returned, at their text
             embeddings, with their image rewards (see :mod:`ie_env.agents.gp_agents`).
         max_similarity: UCB-style agents: an iteration's picks keep their text cosine below this
@@ -81,9 +80,8 @@ class GPAgentConfig:
     signal_variance: float = 1.0
     standardize: bool = False
     skip_empty: bool = False
-    rank: int = 256
+    rank: int = 384
     refine: int = 2000
-    fast_dtype: str = "float32"
     captions: bool = False
     max_similarity: float = 1.0
 
@@ -96,7 +94,6 @@ class GPAgentConfig:
         check_number(self, "max_similarity", -1.0, 1.0)
         check_int(self, "rank", 1)
         check_int(self, "refine", 0)
-        check_choice(self, "fast_dtype", ("float32", "bfloat16"))
 
     def gp_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the agent class."""
@@ -108,7 +105,6 @@ class GPAgentConfig:
             signal_variance=self.signal_variance,
             standardize=self.standardize,
             rank=self.rank,
-            fast_dtype=self.fast_dtype,
         )
         return {
             "gp": gp,
