@@ -79,6 +79,20 @@ def _mix(values: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
+def top_documents(scores: np.ndarray, m: int) -> np.ndarray:
+    """The ``m`` best documents of one query's ``scores``, best first; equal scores by document index.
+
+    The tie rule is part of the ranking (the frozen world's vectorised ranking follows it too): among
+    documents with the same score, the lower index ranks first, also at the cut.
+    """
+    if m < len(scores):
+        threshold = scores[np.argpartition(-scores, m - 1)[m - 1]]
+        candidates = np.flatnonzero(scores >= threshold)  # ascending index, ties at the cut included
+    else:
+        candidates = np.arange(len(scores))
+    return candidates[np.argsort(-scores[candidates], kind="stable")[:m]]
+
+
 @contextlib.contextmanager
 def torch_threads(threads: int | None) -> Iterator[None]:
     """Run the block with ``threads`` torch threads and restore the caller's count after (None: no change)."""
@@ -219,9 +233,7 @@ class CaptionRanking:
                 if docs is not None:
                     scores[docs] += bonus
         scores += self._dead_docs
-        m = min(need, self._live_docs)
-        top = np.argpartition(-scores, m - 1)[:m] if m < len(scores) else np.arange(len(scores))
-        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top_documents(scores, min(need, self._live_docs))
         return self._expand(top, scores, np.uint64(_hash64(key)), need)[offset:need]
 
     def _expand(self, docs: np.ndarray, scores: np.ndarray, query_hash: np.uint64, need: int) -> list:

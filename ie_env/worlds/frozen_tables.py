@@ -3,7 +3,7 @@
 :func:`concept_results` ranks every concept's query with the same :class:`~ie_env.web.index.CaptionIndex`
 the HTTP server uses (caption-embedding cosine + exact-token boost + hash tie-break, target images
 excluded), so the frozen env returns what the full env's search returns. :func:`rank_table` is that
-ranking vectorised over a chunk of queries (one matrix product, one row-wise partial sort); it returns
+ranking vectorised over a chunk of queries (one matrix product, one row-wise top-k); it returns
 exactly the rows ``CaptionIndex.rank`` returns, query by query.
 """
 
@@ -18,9 +18,12 @@ import numpy as np
 from ie_env.concepts.textembed import EMBED_DIM, model_id, query_embedder
 from ie_env.paths import atomic_path, cache_subdir
 from ie_env.search.base import InvalidQuery, validate_query
-from ie_env.web.index import CaptionIndex, _hash64, _mix, normalize_query, tokenize
+from ie_env.web.index import CaptionIndex, _hash64, _mix, normalize_query, tokenize, top_documents
 
 RANK_CHUNK = 2048
+# Extra candidates of the row-wise top-k, so that score ties at the cut are seen whole (else that
+# row is redone alone).
+TIE_SLACK = 8
 
 
 def load_or_build(
@@ -83,7 +86,7 @@ def concept_results(
         except InvalidQuery:
             keys.append("")
     distinct = sorted({k for k in keys if k})
-    digest = hashlib.sha256(f"{model_id()}|query-fp32|{n}|{index.corpus.key}|".encode())
+    digest = hashlib.sha256(f"{model_id()}|query-fp32|ties-by-index|{n}|{index.corpus.key}|".encode())
     for key in distinct:
         digest.update(key.encode("utf-8", "surrogatepass") + b"\x00")
     digest.update(np.asarray(index.excluded_rows).tobytes())
@@ -117,7 +120,8 @@ def rank_table(
     """The rows of ``index.rank(q, v, n)`` for every query, (len(queries), n) int32, -1 past the results.
 
     Same scores (float32 cosine, then the token boost added token by token, then the excluded-document
-    mask), same partial sort and the same tie-break hash as :meth:`CaptionIndex.rank`, computed a chunk of
+    mask), the same choice of documents (:func:`~ie_env.web.index.top_documents`: ties by document
+    index) and the same tie-break hash as :meth:`CaptionIndex.rank`, computed a chunk of
     ``RANK_CHUNK`` queries at a time.
 
     Args:
@@ -140,16 +144,26 @@ def rank_table(
             scores = index.doc_scores(vectors[lo : lo + RANK_CHUNK])
             _add_boosts(index, keys, scores)
             scores += index._dead_docs
-            if m < scores.shape[1]:
-                top = np.argpartition(-scores, m - 1, axis=1)[:, :m]
-            else:
-                top = np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
-            order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-            top = np.take_along_axis(top, order, axis=1)
+            top = _top_documents(scores, m)
             hashes = np.fromiter((_hash64(key) for key in keys), dtype=np.uint64, count=len(keys))
             _expand_rows(index, top, hashes, need, table[lo : lo + len(keys)])
             bar.update(len(keys))
     return table
+
+
+def _top_documents(scores: np.ndarray, m: int) -> np.ndarray:
+    """:func:`~ie_env.web.index.top_documents` of every row of ``scores`` (B, n_docs): (B, m)."""
+    import torch
+
+    k = min(m + TIE_SLACK, scores.shape[1])
+    values, candidates = torch.topk(torch.from_numpy(scores), k, dim=1)
+    values, candidates = values.numpy(), candidates.numpy()
+    order = np.lexsort((candidates, -values), axis=1)  # by score, then by document index
+    top = np.take_along_axis(candidates, order[:, :m], axis=1)
+    if k < scores.shape[1]:  # a tie at the cut that may reach past the candidates: redo that row
+        for row in np.flatnonzero(values[:, m - 1] == values[:, k - 1]):
+            top[row] = top_documents(scores[row], m)
+    return top
 
 
 def _add_boosts(index: CaptionIndex, keys: list[str], scores: np.ndarray) -> None:
