@@ -18,7 +18,9 @@ Precision (bfloat16 autocast where the CPU runs it natively, see ``ie_env.runtim
 * ``bf16_knn_delta``: bf16 minus float32 k-NN accuracy on ``--knn-target``'s test split after the same
   warm-up (``--knn-steps`` SSL steps on its train split, warm-up seeds 0, 1, 2, ...), median over
   ``--knn-seeds`` seeds (target >= -0.02); ``bf16_knn`` and ``fp32_knn`` list the accuracies per
-  seed. ``--knn-seeds 0`` skips it.
+  seed. ``--knn-seeds 0`` skips it. ``ocp-10``'s test split has 103 images, so one image is about
+  one point and single seeds differ by up to 6 points either way: 8 seeds by default (3 with
+  ``--quick``), about 4 minutes each on 2 cores.
 
     python benchmarks/learner.py --quick --json out.json
 """
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "--knn-steps", type=int, default=None, help="warm-up steps of the k-NN check (default 300, quick 60)"
     )
     ap.add_argument(
-        "--knn-seeds", type=int, default=3, help="seeds of the k-NN check; 0 skips it (default 3)"
+        "--knn-seeds", type=int, default=None, help="seeds of the k-NN check; 0 skips it (default 8, quick 3)"
     )
     ap.add_argument("--encoder", default="convnet")
     ap.add_argument("--image-size", type=int, default=32)
@@ -239,9 +241,10 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
         },
     }
-    if args.knn_seeds > 0:
+    knn_seeds = args.knn_seeds if args.knn_seeds is not None else (3 if args.quick else 8)
+    if knn_seeds > 0:
         knn_steps = args.knn_steps or (60 if args.quick else 300)
-        result.update(knn_after_warmup(args.knn_target, knn_steps, args.knn_seeds))
+        result.update(knn_after_warmup(args.knn_target, knn_steps, knn_seeds))
     return finish(result, args.json)
 
 
