@@ -120,9 +120,31 @@ def _run_case(cfg: ExploreConfig) -> str:
     return str(run(cfg, env=env, initial=initial))
 
 
+def build_frozen_worlds(cases: list[ExploreConfig]) -> None:
+    """Build (or load) each distinct frozen world once, here, on every core, before the workers start.
+
+    The workers run one thread each; on a cold cache each of them would otherwise build the same world
+    (warm-up, web image embeddings, ranked results) at the same time, every one at a fraction of the
+    machine. The world's tables are cached on disk, so the workers then only load them.
+    """
+    from ie_env.experiments.explore import make_env
+
+    from ie_env.runtime import use_threads
+
+    built: set[str] = set()
+    for cfg in cases:
+        key = repr(cfg.env_config(None))
+        if cfg.env != "frozen" or key in built:
+            continue
+        built.add(key)
+        use_threads(cfg.threads)
+        make_env(cfg, Path(cfg.run_dir)).close()  # a frozen env writes nothing to its run folder
+
+
 def run_cases(sweep: Sweep) -> list[Path]:
     """Run every case, ``workers`` processes at a time (bounded by the cores); their run folders."""
     cases = sweep.cases()
+    build_frozen_worlds(cases)
     workers = min(sweep.workers or os.cpu_count() or 1, os.cpu_count() or 1, len(cases))
     context = multiprocessing.get_context("spawn")
     done: list[Path] = []

@@ -23,6 +23,28 @@ def test_sweep_is_data_and_flags_override_it():
     assert len({c.run_dir for c in cases}) == 4 and all(c.env == "frozen" for c in cases)
 
 
+def test_each_frozen_world_is_built_once_before_the_workers(monkeypatch, tmp_path):
+    import ie_env.experiments.explore as explore
+    from ie_env.experiments.compare import build_frozen_worlds
+
+    made = []
+
+    class Env:
+        def close(self):
+            made.append("closed")
+
+    monkeypatch.setattr(explore, "make_env", lambda cfg, run_dir: made.append(cfg.target) or Env())
+    argv = ["--config", SWEEP, "--out", str(tmp_path / "cmp")]
+    cases = load_sweep(parse_args([*argv, "--seeds", "0,1,2"])).cases()  # 2 agents x 3 seeds, one world
+    build_frozen_worlds(cases)
+    assert made == [cases[0].target, "closed"]
+    assert not any((tmp_path / "cmp").glob("*/*"))  # the case folders stay empty for their runs
+    made.clear()
+    full = load_sweep(parse_args([*argv, "--set", "env='full'"])).cases()
+    build_frozen_worlds(full)
+    assert made == []  # full-env cases build their own world in their worker
+
+
 @pytest.mark.parametrize(
     ("argv", "named"),
     [
