@@ -129,7 +129,8 @@ def build_frozen_worlds(cases: list[ExploreConfig]) -> None:
     """
     from ie_env.experiments.explore import make_env
 
-    from ie_env.runtime import use_threads
+    from ie_env.runtime import default_threads
+    from ie_env.web.index import torch_threads
 
     built: set[str] = set()
     for cfg in cases:
@@ -137,8 +138,8 @@ def build_frozen_worlds(cases: list[ExploreConfig]) -> None:
         if cfg.env != "frozen" or key in built:
             continue
         built.add(key)
-        use_threads(cfg.threads)
-        make_env(cfg, Path(cfg.run_dir)).close()  # a frozen env writes nothing to its run folder
+        with torch_threads(default_threads(cfg.threads)):  # the caller's count is restored after
+            make_env(cfg, Path(cfg.run_dir)).close()  # a frozen env writes nothing to its run folder
 
 
 def run_cases(sweep: Sweep) -> list[Path]:

@@ -36,8 +36,13 @@ def test_each_frozen_world_is_built_once_before_the_workers(monkeypatch, tmp_pat
     monkeypatch.setattr(explore, "make_env", lambda cfg, run_dir: made.append(cfg.target) or Env())
     argv = ["--config", SWEEP, "--out", str(tmp_path / "cmp")]
     cases = load_sweep(parse_args([*argv, "--seeds", "0,1,2"])).cases()  # 2 agents x 3 seeds, one world
+    import torch
+
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("IE_ENV_THREADS", str(threads + 1))  # the build's own count differs
     build_frozen_worlds(cases)
     assert made == [cases[0].target, "closed"]
+    assert torch.get_num_threads() == threads  # no process-wide side effect
     assert not any((tmp_path / "cmp").glob("*/*"))  # the case folders stay empty for their runs
     made.clear()
     full = load_sweep(parse_args([*argv, "--set", "env='full'"])).cases()
