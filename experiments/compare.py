@@ -103,53 +103,67 @@ def load_sweep(args: argparse.Namespace) -> Sweep:
 _FROZEN_ENVS: dict[str, tuple[Any, dict[str, Any]]] = {}  # per worker process: env and its evaluation
 
 
+def _world_key(cfg: ExploreConfig) -> str:
+    """What identifies the env a case runs on (cases with one key share a frozen env)."""
+    return repr(cfg.env_config(None))
+
+
+def _frozen_env(cfg: ExploreConfig) -> tuple[Any, dict[str, Any]]:
+    """This worker's env of ``cfg``'s frozen world and its evaluation, made on first use."""
+    from ie_env.experiments.explore import make_env
+
+    key = _world_key(cfg)
+    if key not in _FROZEN_ENVS:
+        env = make_env(cfg, Path(cfg.run_dir))  # a frozen env writes nothing to its run folder
+        _FROZEN_ENVS[key] = (env, env.unwrapped.evaluate())
+    return _FROZEN_ENVS[key]
+
+
+def _prepare_frozen_world(cfg: ExploreConfig) -> None:
+    """In a worker, before any case runs: build (or load) ``cfg``'s frozen world on every core.
+
+    The cases run one thread each; on a cold cache each worker would otherwise build the same world
+    (warm-up, web image embeddings, ranked results) at the same time on a fraction of the machine.
+    The world's tables are cached on disk, so the other workers then only load them, and this worker
+    keeps its env for its own cases.
+    """
+    from ie_env.runtime import use_threads
+
+    use_threads(cfg.threads)  # the other workers are idle meanwhile; each case sets its own count
+    _frozen_env(cfg)
+
+
 def _run_case(cfg: ExploreConfig) -> str:
     """One case in a worker; frozen-env cases of a worker share one env (reset per case)."""
-    from ie_env.experiments.explore import make_env, run
+    from ie_env.experiments.explore import run
 
     from ie_env.runtime import use_threads
 
     use_threads(cfg.threads or 1)  # cases run in parallel, one per core: one thread each unless told
     if cfg.env != "frozen":
         return str(run(cfg))
-    key = repr(cfg.env_config(None))
-    if key not in _FROZEN_ENVS:
-        env = make_env(cfg, Path(cfg.run_dir))
-        _FROZEN_ENVS[key] = (env, env.unwrapped.evaluate())
-    env, initial = _FROZEN_ENVS[key]
+    env, initial = _frozen_env(cfg)
     return str(run(cfg, env=env, initial=initial))
 
 
-def build_frozen_worlds(cases: list[ExploreConfig]) -> None:
-    """Build (or load) each distinct frozen world once, here, on every core, before the workers start.
-
-    The workers run one thread each; on a cold cache each of them would otherwise build the same world
-    (warm-up, web image embeddings, ranked results) at the same time, every one at a fraction of the
-    machine. The world's tables are cached on disk, so the workers then only load them.
-    """
-    from ie_env.experiments.explore import make_env
-
-    from ie_env.runtime import default_threads
-    from ie_env.web.index import torch_threads
-
-    built: set[str] = set()
+def _distinct_frozen_worlds(cases: list[ExploreConfig]) -> list[ExploreConfig]:
+    """The first case of each distinct frozen world among ``cases``."""
+    first: dict[str, ExploreConfig] = {}
     for cfg in cases:
-        key = repr(cfg.env_config(None))
-        if cfg.env != "frozen" or key in built:
-            continue
-        built.add(key)
-        with torch_threads(default_threads(cfg.threads)):  # the caller's count is restored after
-            make_env(cfg, Path(cfg.run_dir)).close()  # a frozen env writes nothing to its run folder
+        if cfg.env == "frozen":
+            first.setdefault(_world_key(cfg), cfg)
+    return list(first.values())
 
 
 def run_cases(sweep: Sweep) -> list[Path]:
     """Run every case, ``workers`` processes at a time (bounded by the cores); their run folders."""
     cases = sweep.cases()
-    build_frozen_worlds(cases)
     workers = min(sweep.workers or os.cpu_count() or 1, os.cpu_count() or 1, len(cases))
     context = multiprocessing.get_context("spawn")
     done: list[Path] = []
     with futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        for cfg in _distinct_frozen_worlds(cases) if workers > 1 else []:
+            pool.submit(_prepare_frozen_world, cfg).result()
         jobs = {pool.submit(_run_case, cfg): cfg for cfg in cases}
         for job in futures.as_completed(jobs):
             cfg = jobs[job]

@@ -23,31 +23,32 @@ def test_sweep_is_data_and_flags_override_it():
     assert len({c.run_dir for c in cases}) == 4 and all(c.env == "frozen" for c in cases)
 
 
-def test_each_frozen_world_is_built_once_before_the_workers(monkeypatch, tmp_path):
+def test_each_frozen_world_is_made_once_per_worker_and_prepared_once(monkeypatch, tmp_path):
+    import ie_env.experiments.compare as compare
     import ie_env.experiments.explore as explore
-    from ie_env.experiments.compare import build_frozen_worlds
+    import torch
 
     made = []
 
     class Env:
-        def close(self):
-            made.append("closed")
+        unwrapped = type("Unwrapped", (), {"evaluate": lambda self: {"knn_accuracy": 0.0}})()
 
     monkeypatch.setattr(explore, "make_env", lambda cfg, run_dir: made.append(cfg.target) or Env())
+    monkeypatch.setattr(compare, "_FROZEN_ENVS", {})
     argv = ["--config", SWEEP, "--out", str(tmp_path / "cmp")]
     cases = load_sweep(parse_args([*argv, "--seeds", "0,1,2"])).cases()  # 2 agents x 3 seeds, one world
-    import torch
-
+    worlds = compare._distinct_frozen_worlds(cases)
+    assert worlds == [cases[0]]
     threads = torch.get_num_threads()
-    monkeypatch.setenv("IE_ENV_THREADS", str(threads + 1))  # the build's own count differs
-    build_frozen_worlds(cases)
-    assert made == [cases[0].target, "closed"]
-    assert torch.get_num_threads() == threads  # no process-wide side effect
+    try:
+        compare._prepare_frozen_world(worlds[0])
+    finally:
+        torch.set_num_threads(threads)
+    assert [compare._frozen_env(cfg)[1] for cfg in cases] == [{"knn_accuracy": 0.0}] * len(cases)
+    assert made == [cases[0].target]  # the prepared env serves every case of that worker
     assert not any((tmp_path / "cmp").glob("*/*"))  # the case folders stay empty for their runs
-    made.clear()
     full = load_sweep(parse_args([*argv, "--set", "env='full'"])).cases()
-    build_frozen_worlds(full)
-    assert made == []  # full-env cases build their own world in their worker
+    assert compare._distinct_frozen_worlds(full) == []  # full-env cases build their own world
 
 
 @pytest.mark.parametrize(
