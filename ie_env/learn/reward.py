@@ -18,8 +18,15 @@ target-train images and (for the last four) a background sample of web images:
   each target image's own background density is subtracted from its similarities before the k
   nearest are averaged, then the candidate's background density.
 
-Background images should not be among the scored images. Concept score: mean of the top-10 image
-rewards of one query. Measured side by side (ceilings, AUCs) by ``benchmarks/reward.py``; the
+The four background variants are offset by :data:`BACKGROUND_OFFSET` (+1; +2 for csls), so an image's reward is
+positive in practice (a similarity difference is above -1 unless the image is much closer to the web
+than to the target) and a query whose images are all new scores above one that returned none (the
+env's 0.0). Without it most contrast rewards are negative and a reward-maximiser learns to prefer
+queries that download nothing (measured: on ``ocp-10`` with a 16,384-image background the greedy
+ceiling agent kept 7 new images in 160 queries). An image's own copies in the background sample
+(cosine >= 1 - 1e-4: the same image, or the same bytes under another id) are left out of its background
+density, so sampled images are not penalised for being sampled. Concept score: mean of the top-10
+image rewards of one query. Measured side by side (ceilings, AUCs) by ``benchmarks/reward.py``; the
 numbers and the default are in the README section "Targets and rewards".
 
 Search is exact: chunked matmul + top-k in torch, or faiss ``IndexFlatIP`` on CPU when installed
@@ -38,6 +45,10 @@ import torch
 from ie_env.learn.config import REWARDS
 
 BACKENDS = ("auto", "torch", "faiss")
+# Added to the background variants' rewards (see the module docstring): one similarity difference for
+# the contrasts, two for csls (its target side also subtracts a density).
+BACKGROUND_OFFSET = {"knn_centered": 1.0, "knn_contrast": 1.0, "cluster_contrast": 1.0, "knn_csls": 2.0}
+SELF_MATCH = 1.0 - 1e-4  # a background image this similar to a candidate is the candidate itself
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,7 @@ def knn_similarity(
     backend: str = "auto",
     chunk_size: int = 4096,
     key_bias: np.ndarray | None = None,
+    exclude_above: float | None = None,
 ) -> np.ndarray:
     """Mean inner product of each query with its ``k`` most similar keys (exact).
 
@@ -92,6 +104,9 @@ def knn_similarity(
         chunk_size: queries per matmul (bounds memory to chunk_size x n_keys floats).
         key_bias: optional value added to every similarity with each key (n_keys,) before the top-k
             (torch backend only; ``knn_csls`` uses it).
+        exclude_above: leave out keys at least this similar to the query (torch backend; used to drop
+            a candidate's own copies from its background density). A query with fewer than ``k``
+            keys left averages those it has, 0.0 when none is left.
 
     Returns:
         float32 array of shape (n_queries,).
@@ -109,9 +124,10 @@ def knn_similarity(
     k = min(k, n_keys)
     on_cuda = isinstance(queries, torch.Tensor) and queries.is_cuda
     if backend == "auto":
-        backend = "torch" if on_cuda or key_bias is not None or not _has_faiss() else "faiss"
-    if backend == "faiss" and key_bias is not None:
-        raise ValueError("key_bias needs the torch backend")
+        special = key_bias is not None or exclude_above is not None
+        backend = "torch" if on_cuda or special or not _has_faiss() else "faiss"
+    if backend == "faiss" and (key_bias is not None or exclude_above is not None):
+        raise ValueError("key_bias and exclude_above need the torch backend")
     if backend == "faiss":
         return _knn_faiss(_to_numpy(queries), _to_numpy(keys), k)
     q = torch.as_tensor(queries, dtype=torch.float32)
@@ -122,7 +138,13 @@ def knn_similarity(
         sims = q[start : start + chunk_size] @ kt.t()
         if bias is not None:
             sims = sims + bias
-        out[start : start + chunk_size] = sims.topk(k, dim=1, sorted=False).values.mean(dim=1)
+        if exclude_above is None:
+            out[start : start + chunk_size] = sims.topk(k, dim=1, sorted=False).values.mean(dim=1)
+            continue
+        best = sims.masked_fill(sims >= exclude_above, float("-inf")).topk(k, dim=1, sorted=False).values
+        kept = torch.isfinite(best)
+        total = torch.where(kept, best, torch.zeros_like(best)).sum(dim=1)
+        out[start : start + chunk_size] = total / kept.sum(dim=1).clamp(min=1)
     return out.cpu().numpy()
 
 
@@ -163,13 +185,16 @@ def image_rewards(
     if variant == "knn_centered":
         mean = back.mean(axis=0, keepdims=True)
         cand, targ, back = (_renormalise(x - mean) for x in (cand, targ, back))
-    density = knn_similarity(cand, back, k, backend=backend)
+    # A candidate's own copies are identical vectors, centred or not: leave them out of its density.
+    density = knn_similarity(cand, back, k, backend="torch", exclude_above=SELF_MATCH)
     if variant in ("knn_centered", "knn_contrast"):
-        return knn_similarity(cand, targ, k, backend=backend) - density
-    if variant == "cluster_contrast":
-        return cluster_similarity(cand, targ, k, backend=backend) - density
-    target_density = knn_similarity(targ, back, k, backend=backend)
-    return knn_similarity(cand, targ, k, key_bias=-target_density) - density
+        similarity = knn_similarity(cand, targ, k, backend=backend)
+    elif variant == "cluster_contrast":
+        similarity = cluster_similarity(cand, targ, k, backend=backend)
+    else:
+        target_density = knn_similarity(targ, back, k, backend=backend)
+        similarity = knn_similarity(cand, targ, k, key_bias=-target_density)
+    return (similarity - density + BACKGROUND_OFFSET[variant]).astype(np.float32)
 
 
 def target_clusters(targets: np.ndarray, n_clusters: int | None = None, seed: int = 0) -> np.ndarray:

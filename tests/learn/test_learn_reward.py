@@ -75,7 +75,7 @@ def test_centered_variant_formula() -> None:
 
     c, t, b = ren(cands), ren(targets), ren(bg)
     k = 4
-    expected = np.sort(c @ t.T, 1)[:, -k:].mean(1) - np.sort(c @ b.T, 1)[:, -k:].mean(1)
+    expected = np.sort(c @ t.T, 1)[:, -k:].mean(1) - np.sort(c @ b.T, 1)[:, -k:].mean(1) + 1.0
     got = image_rewards(cands, targets, k=k, variant="knn_centered", background=bg)
     np.testing.assert_allclose(got, expected, atol=1e-5)
 

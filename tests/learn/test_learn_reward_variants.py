@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from ie_env.learn.config import BACKGROUND_REWARDS, REWARDS, LearnConfig
-from ie_env.learn.reward import cluster_similarity, image_rewards, knn_similarity, target_clusters
+from ie_env.learn.reward import (
+    BACKGROUND_OFFSET,
+    cluster_similarity,
+    image_rewards,
+    knn_similarity,
+    target_clusters,
+)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -27,10 +33,40 @@ def test_contrast_and_csls_match_brute_force() -> None:
     k = 5
     density = _top_mean(cands @ bg.T, k)
     contrast = image_rewards(cands, targets, k=k, variant="knn_contrast", background=bg)
-    np.testing.assert_allclose(contrast, _top_mean(cands @ targets.T, k) - density, atol=1e-5)
+    np.testing.assert_allclose(contrast, _top_mean(cands @ targets.T, k) - density + 1.0, atol=1e-5)
     target_density = _top_mean(targets @ bg.T, k)
     csls = image_rewards(cands, targets, k=k, variant="knn_csls", background=bg)
-    np.testing.assert_allclose(csls, _top_mean(cands @ targets.T - target_density, k) - density, atol=1e-5)
+    np.testing.assert_allclose(
+        csls, _top_mean(cands @ targets.T - target_density, k) - density + 2.0, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("variant", sorted(BACKGROUND_REWARDS))
+def test_a_sampled_image_scores_as_if_it_were_not_in_the_background(variant) -> None:
+    """The background density leaves out a candidate's own copies (same vector), nothing else."""
+    cands, targets, bg = _data(5)
+    alone = image_rewards(cands, targets, k=5, variant=variant, background=bg)
+    with_copies = np.concatenate([bg, cands[:3], cands[:1]])  # candidate 0 twice (the same bytes twice)
+    sampled = image_rewards(cands, targets, k=5, variant=variant, background=with_copies)
+    if variant in ("knn_contrast", "cluster_contrast"):  # centring moves with the sample; csls's target side
+        np.testing.assert_allclose(sampled[:3], alone[:3], atol=1e-5)  # sees the copies, as it should
+    else:
+        assert np.isfinite(sampled).all()
+    exact = knn_similarity(cands[:1], with_copies, 5, backend="torch", exclude_above=1.0 - 1e-4)
+    np.testing.assert_allclose(exact, _top_mean(cands[:1] @ bg.T, 5), atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", sorted(BACKGROUND_REWARDS))
+def test_background_rewards_put_any_new_image_above_a_query_with_none(variant) -> None:
+    """Offset rewards are positive, so a reward-maximiser does not prefer queries that download nothing."""
+    rng = np.random.default_rng(6)
+    web = _unit(rng.standard_normal((300, 8)) + np.eye(8)[0] * 2)  # a web dense around one direction
+    targets = _unit(rng.standard_normal((40, 8)) + np.eye(8)[1] * 2)  # a target elsewhere
+    cands = _unit(np.concatenate([web[:20] + 0.01, rng.standard_normal((20, 8))]))  # web-like and random
+    rewards = image_rewards(cands, targets, k=5, variant=variant, background=web)
+    assert rewards.min() > 0.0, rewards.min()
+    plain = rewards - BACKGROUND_OFFSET[variant]
+    assert (plain < 0).mean() > 0.5  # without the offset most of them would lose to an empty query
 
 
 def test_cluster_contrast_is_best_cluster_minus_density() -> None:
@@ -40,7 +76,7 @@ def test_cluster_contrast_is_best_cluster_minus_density() -> None:
         _top_mean(cands @ targets[labels == j].T, min(4, int((labels == j).sum())))
         for j in range(labels.max() + 1)
     ]
-    expected = np.max(per_cluster, axis=0) - _top_mean(cands @ bg.T, 4)
+    expected = np.max(per_cluster, axis=0) - _top_mean(cands @ bg.T, 4) + 1.0
     got = image_rewards(cands, targets, k=4, variant="cluster_contrast", background=bg)
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
