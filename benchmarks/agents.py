@@ -27,6 +27,7 @@ Targets: ``ocp-10`` and ``fmnist`` with the full vocabulary when the offline web
 ``gen-4`` with the ``small`` vocabulary. ``--quick``: 2 seeds, a 20,000 × 1,000 GP problem, no PPO.
 
     python benchmarks/agents.py [--quick] [--json out.json] [--targets ocp-10,fmnist] [--seeds 3]
+        [--env-args frozen_encoder=pretrained,image_size=64,reward=knn_centered]
 """
 
 from __future__ import annotations
@@ -130,9 +131,14 @@ def ceiling_scores(env) -> callable:
 
 
 def measure_agents(
-    target: str, vocabulary: str, seeds: int, ppo_episodes: int, agents: tuple[str, ...] = AGENTS
+    target: str,
+    vocabulary: str,
+    seeds: int,
+    ppo_episodes: int,
+    agents: tuple[str, ...] = AGENTS,
+    env_args: dict | None = None,
 ) -> dict:
-    """Relevant fraction of every agent (mean over seeds) on one target."""
+    """Relevant fraction of every agent (mean over seeds) on one target (``env_args``: more EnvConfig fields)."""
     import gymnasium as gym
     from ie_env.agents import make_agent, relevant_fraction, run_episode
     from ie_env.agents.oracle import CeilingAgent
@@ -141,6 +147,7 @@ def measure_agents(
     import ie_env
 
     extra = {"learn_overrides": TEST_LEARN} if target.startswith("gen-") else {}
+    extra.update(env_args or {})
     env = gym.make(ie_env.FROZEN_ENV_ID, target=target, vocabulary=vocabulary, **BUDGET, **extra)
     described = None  # the same env with WordNet descriptors, made when a variant needs it
     fractions: dict[str, float] = {}
@@ -197,6 +204,20 @@ def gaps(fractions: dict[str, float], top: str) -> dict[str, float]:
     return {k: (v - base) / span if span > 0 else float("nan") for k, v in fractions.items()}
 
 
+def parse_env_args(text: str) -> dict:
+    """``key=value,...`` into EnvConfig fields (integers converted); a bad field is named by EnvConfig."""
+    from ie_env.config import EnvConfig
+
+    fields: dict = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--env-args: {item!r} is not key=value")
+        fields[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value.strip()
+    EnvConfig(frozen=True, **fields)  # validate before any work
+    return fields
+
+
 def web_targets() -> list[str]:
     """``ocp-10`` and ``fmnist`` when the offline web is built."""
     from ie_env.paths import cache_dir
@@ -212,7 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     args_parser.add_argument("--vocabulary", default=None, help="vocabulary subset (default: full)")
     args_parser.add_argument("--skip-gp", action="store_true")
     args_parser.add_argument("--agents", default=None, help="comma-separated agents (random always runs)")
+    args_parser.add_argument(
+        "--env-args",
+        default="",
+        help="frozen env fields, e.g. frozen_encoder=pretrained,image_size=64,reward=knn_centered",
+    )
     args = args_parser.parse_args(argv)
+    env_args = parse_env_args(args.env_args)
     seeds = args.seeds or (2 if args.quick else 3)
     result: dict = {}
     if not args.skip_gp:
@@ -224,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     fractions, oracle_gap, ceiling_gap, ppo = {}, {}, {}, {}
     for target in targets:
         agents = tuple(args.agents.split(",")) if args.agents else AGENTS
-        measured = measure_agents(target, vocabulary, seeds, 0 if args.quick else 10, agents)
+        measured = measure_agents(target, vocabulary, seeds, 0 if args.quick else 10, agents, env_args)
         fractions[target] = measured["fractions"]
         oracle_gap[target] = gaps(measured["fractions"], "oracle (privileged)")
         ceiling_gap[target] = gaps(measured["fractions"], "ceiling (privileged)")
@@ -240,7 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     if ppo:
         result["ppo_fraction"] = ppo
     result["best_agent"] = max(names, key=lambda a: np.nanmean([oracle_gap[t][a] for t in targets]))
-    result["setup"] = {"targets": targets, "vocabulary": vocabulary, "seeds": seeds, **BUDGET}
+    result["setup"] = {
+        "targets": targets,
+        "vocabulary": vocabulary,
+        "seeds": seeds,
+        **BUDGET,
+        "env_args": env_args,
+    }
     return finish(result, args.json)
 
 
