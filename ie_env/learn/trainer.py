@@ -46,12 +46,18 @@ from ie_env.learn.checkpoint import (
 )
 from ie_env.learn.config import LearnConfig
 from ie_env.learn.moco import build_optimizer
-from ie_env.learn.phase import NO_STEPS, NonFiniteLossError, PhaseRunner, TrainStats, phase_length
+from ie_env.learn.phase import (
+    NO_STEPS,
+    NonFiniteLossError,
+    PhaseRunner,
+    TrainStats,
+    phase_length,
+    training_precision,
+)
 from ie_env.learn.replay import ReplayBuffer
 from ie_env.learn.reward import ImageScores
 from ie_env.learn.scoring import Scorer
 from ie_env.learn.warmup import load_warmup, save_warmup, warmup_key, warmup_path
-from ie_env.runtime import precision_tag
 
 __all__ = ["TRAIN_POOLS", "ImageScores", "Learner", "NonFiniteLossError", "TrainStats"]
 
@@ -216,10 +222,10 @@ class Learner(Scorer):
     def warmup_key(self, steps: int, cache_key: str | None = None, warmup_seed: int = 0) -> str:
         """The warm-up cache key (hex SHA-256) for this target, configuration and training precision.
 
-        The precision (``bf16`` or ``fp32``, :func:`ie_env.runtime.precision_tag`) is part of the key, so
-        a bfloat16 warm-up is never loaded by a float32 run or the other way round.
+        The training precision (``bf16`` or ``fp32``, :func:`ie_env.learn.phase.training_precision`) is
+        part of the key, so a bfloat16 warm-up is never loaded by a float32 run or the other way round.
         """
-        precision = precision_tag(self.device)
+        precision = training_precision(self.config.encoder, self.device)
         extra = precision if cache_key is None else f"{cache_key}|{precision}"
         return warmup_key(self.config, self._target, steps, extra, warmup_seed)
 

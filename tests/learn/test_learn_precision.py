@@ -84,6 +84,30 @@ class TestLearnerPrecision:
             fp32 = learner.warmup_key(2, "t")
         assert bf16 != fp32
 
+    def test_efficientnet_trains_in_fp32_on_cpu_and_the_convnet_in_bf16(self, monkeypatch) -> None:
+        """EfficientNet's bf16 backward is slower than fp32 on CPU, so its training skips autocast."""
+        from ie_env.learn import phase
+
+        monkeypatch.setattr(phase, "bf16_enabled", lambda device: True)
+        assert phase.training_precision("convnet", torch.device("cpu")) == "bf16"
+        assert phase.training_precision("efficientnet_lite0", torch.device("cpu")) == "fp32"
+        assert phase.training_precision("efficientnet_lite0", "cuda:0") == "bf16"
+        monkeypatch.setattr(phase, "bf16_enabled", lambda device: False)
+        assert phase.training_precision("convnet", "cpu") == "fp32"
+
+    def test_a_fp32_training_step_runs_outside_autocast(self, monkeypatch) -> None:
+        from ie_env.learn import phase
+
+        seen = []
+        monkeypatch.setattr(phase, "training_precision", lambda encoder, device: "fp32")
+        monkeypatch.setattr(phase, "autocast", lambda device: seen.append(device) or runtime.autocast(device))
+        learner = _learner()
+        learner.train(_images(16, seed=1), steps=1)
+        assert seen == []
+        monkeypatch.setattr(phase, "training_precision", lambda encoder, device: "bf16")
+        learner.train(_images(16, seed=2), steps=1)
+        assert len(seen) == 1
+
 
 class TestThreads:
     def test_default_threads_policy(self, monkeypatch) -> None:
