@@ -17,6 +17,8 @@ JSON keys: ``conditions.<name>.knn_gain`` (median over seeds, accuracy points) a
 
     python benchmarks/data_value.py --quick --json out.json       # fmnist, 1 seed, 1 x 40 steps
     python benchmarks/data_value.py --warmup-steps 1500 --json out.json   # 3 seeds, 5 x 80 steps
+    python benchmarks/data_value.py --encoder efficientnet_lite0 --image-size 64 --warmup-steps 100 \
+        --base-lr 0.8 --batch-size 64 --json out.json   # the pretrained start
 """
 
 from __future__ import annotations
@@ -64,6 +66,18 @@ def main(argv: list[str] | None = None) -> int:
     args_parser.add_argument("--new", type=int, default=None, help="new images per phase (default 320)")
     args_parser.add_argument("--warmup-steps", type=int, default=300, help="the env's warm-up (cached)")
     args_parser.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
+    args_parser.add_argument(
+        "--encoder",
+        default="convnet",
+        help="the learner's backbone (efficientnet_lite0: ImageNet-pretrained)",
+    )
+    args_parser.add_argument("--image-size", type=int, default=32, help="training resolution in px")
+    args_parser.add_argument(
+        "--base-lr", type=float, default=None, help="LARS base rate (default: the learner's)"
+    )
+    args_parser.add_argument(
+        "--batch-size", type=int, default=None, help="SSL batch (default: the learner's)"
+    )
     args = args_parser.parse_args(argv)
     from ie_env.config import EnvConfig
     from ie_env.runtime import use_threads
@@ -77,8 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         "warmup_steps": args.warmup_steps,
     }
     seeds = args.seeds or (1 if args.quick else 3)
+    overrides: dict[str, Any] = {"warmup_steps": args.warmup_steps}
+    overrides.update({k: v for k, v in (("base_lr", args.base_lr), ("batch_size", args.batch_size)) if v})
     env_cfg = EnvConfig(
-        target=args.target, progress=False, learn_overrides={"warmup_steps": args.warmup_steps}
+        target=args.target,
+        progress=False,
+        encoder=args.encoder,
+        image_size=args.image_size,
+        learn_overrides=overrides,
     )
     target = open_target(env_cfg, progress=False)
     web = target.corpus.load_images(None, env_cfg.image_size, progress=True)
@@ -108,7 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         "relevant_minus_random": median(
             r - t for r, t in zip(gains["relevant"], gains["random"], strict=True)
         ),
-        "schedule": {**cfg, "target": args.target, "seeds": seeds},
+        "schedule": {
+            **cfg,
+            "target": args.target,
+            "seeds": seeds,
+            "encoder": args.encoder,
+            "image_size": args.image_size,
+            "learn_overrides": overrides,
+        },  # fmt: skip
         "seconds": time.perf_counter() - started,
     }
     return finish(result, args.json)

@@ -3,7 +3,8 @@
 * :func:`bf16_enabled` is the one detection function: True on a CUDA device with bf16, or on a CPU
   with native bfloat16 matmuls (AVX512-BF16 or AMX), unless ``IE_ENV_BF16=0``. Where it is True, text
   embedding (vocabulary, captions), image embedding and the SSL forward passes run under bf16
-  autocast; weights, optimiser state, losses and returned embeddings stay float32, and the server's
+  autocast (except the training of encoders that train slower in bf16 on a CPU, see
+  ``ie_env.learn.phase.training_precision``); weights, optimiser state, losses and returned embeddings stay float32, and the server's
   ranking query embeddings stay float32 on purpose. Measured on a 2-core AMX CPU, one thread: MiniLM
   2.6x (cosine to fp32 >= 0.9999); MoCo v3 convnet training at 32 px 2.5x (346 vs 136 img/s of CPU
   time, with channels-last weights, which oneDNN's bf16 convolutions need to be fast); image
