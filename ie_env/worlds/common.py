@@ -52,13 +52,15 @@ def learn_config(config: EnvConfig) -> LearnConfig:
     """The learner configuration implied by the env configuration.
 
     ``encoder="efficientnet_lite0"`` and the frozen encoders ``pretrained`` and ``finetuned`` use the
-    bundled ImageNet weights; ``finetuned`` also gets the :data:`FINETUNE` warm-up settings.
+    bundled ImageNet weights; whatever fine-tunes them (the full env's learner, ``finetuned``) also
+    gets the :data:`FINETUNE` warm-up settings (``learn_overrides`` still win).
     """
     fields = {"encoder": config.encoder, "image_size": config.image_size, "reward": config.reward}
-    pretrained = config.frozen and config.frozen_encoder in ("pretrained", "finetuned")
-    if config.encoder == "efficientnet_lite0" or pretrained:
+    frozen_pretrained = config.frozen and config.frozen_encoder in ("pretrained", "finetuned")
+    if config.encoder == "efficientnet_lite0" or frozen_pretrained:
         fields.update(encoder="efficientnet_lite0", pretrained=True)
-    if config.frozen and config.frozen_encoder == "finetuned":
+    trains_pretrained = not config.frozen and config.encoder == "efficientnet_lite0"
+    if trains_pretrained or (config.frozen and config.frozen_encoder == "finetuned"):
         fields.update(FINETUNE)
     fields.update(config.learn_overrides)
     return LearnConfig(**fields)

@@ -157,6 +157,11 @@ def test_frozen_encoders_map_to_the_pretrained_start() -> None:
     assert tuned.pretrained and tuned.reward == "knn_contrast"
     assert {k: getattr(tuned, k) for k in FINETUNE} == FINETUNE
     assert learn_config(EnvConfig(frozen=True)).encoder == "convnet"
+    full = learn_config(EnvConfig(encoder="efficientnet_lite0", image_size=64))  # the full env fine-tunes too
+    assert full.pretrained and {k: getattr(full, k) for k in FINETUNE} == FINETUNE
+    mine = learn_config(EnvConfig(encoder="efficientnet_lite0", learn_overrides={"base_lr": 0.1}))
+    assert mine.base_lr == 0.1 and mine.warmup_steps == FINETUNE["warmup_steps"]
+    assert learn_config(EnvConfig()).base_lr != FINETUNE["base_lr"]  # the convnet keeps its own
 
 
 def test_within_domain_preset_holds_out_three_shop_classes() -> None:
