@@ -56,7 +56,9 @@ class ExploreConfig:
         warmup_steps: SSL steps on the target alone before the first query (cached).
         encoder: learner backbone.
         image_size: training and scoring resolution.
-        reward: ``knn`` (the paper's) or ``knn_centered``.
+        reward: the image reward variant (``knn``, the paper's; ``knn_centered``, ...; see the README).
+        frozen_encoder: the frozen env's fixed encoder: ``warmup`` (the full env's warm-up convnet),
+            ``pretrained`` (ImageNet EfficientNet-Lite0), ``finetuned`` or a learner checkpoint path.
         eval_every: k-NN evaluation every this many iterations (0: only at the start and the end).
         threads: torch CPU threads of this process (None: ``$IE_ENV_THREADS``, else every core).
         web_url: an already running ``ie-web serve`` (None: the env starts one).
@@ -91,6 +93,7 @@ class ExploreConfig:
     encoder: str = "convnet"
     image_size: int = 32
     reward: str = "knn"
+    frozen_encoder: str = "warmup"
     eval_every: int = 1
     threads: int | None = None
     web_url: str | None = None
@@ -187,6 +190,7 @@ class ExploreConfig:
             encoder=self.encoder,
             image_size=self.image_size,
             reward=self.reward,
+            frozen_encoder=self.frozen_encoder,
             train_steps_per_iteration=self.train_steps,
             eval_every=self.eval_every,
             threads=None,  # the entry point already applied the thread policy to the process

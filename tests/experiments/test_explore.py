@@ -40,6 +40,27 @@ def test_label_set_flags_reach_the_agent(home, tmp_path):
     assert queries & classes and len(queries - classes) <= 1  # the top 10 % of 10 words: one concept
 
 
+def test_the_frozen_encoder_reaches_the_env_and_every_shipped_sweep_parses():
+    from pathlib import Path
+
+    from ie_env.experiments.compare import load_sweep
+    from ie_env.experiments.compare import parse_args as compare_args
+
+    cfg = parse_args(["--env", "frozen", "--frozen-encoder", "pretrained", "--image-size", "64"])
+    env = cfg.env_config(None)
+    assert (env.frozen_encoder, env.image_size) == ("pretrained", 64)
+    assert parse_args([]).env_config(None).frozen_encoder == "warmup"
+    for path in sorted(Path("experiments/configs").glob("*.toml")):
+        load_sweep(compare_args(["--config", str(path)])) if "[compare]" in path.read_text() else load_toml(
+            path
+        )
+    sweep = load_sweep(compare_args(["--config", "experiments/configs/frozen_pretrained_5x3.toml"]))
+    world = sweep.base.env_config(None)
+    assert (world.frozen, world.frozen_encoder, world.image_size, world.reward) == (
+        True, "pretrained", 64, "knn_centered"
+    )  # fmt: skip
+
+
 def test_default_agent_is_a_registered_one():
     from ie_env.agents import agent_names
 
