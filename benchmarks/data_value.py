@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             "encoder": args.encoder,
             "image_size": args.image_size,
             "learn_overrides": overrides,
-        },  # fmt: skip
+        },
         "seconds": time.perf_counter() - started,
     }
     return finish(result, args.json)
