@@ -5,7 +5,7 @@
 """
 
 from ie_env.agents.base import Agent, ConceptSpace
-from ie_env.agents.loop import StepRecord, relevant_fraction, run_episode
+from ie_env.agents.loop import StepRecord, relevant_fraction, relevant_images, run_episode
 from ie_env.agents.registry import agent_names, make_agent, make_config, report_name
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "make_agent",
     "make_config",
     "relevant_fraction",
+    "relevant_images",
     "report_name",
     "run_episode",
 ]

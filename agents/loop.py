@@ -102,10 +102,18 @@ def run_episode(
     return records
 
 
+def relevant_images(records: Sequence[StepRecord]) -> float:
+    """Number of an episode's new images that are relevant.
+
+    Read it with :func:`relevant_fraction`: a policy that keeps few images can have a high fraction and
+    fewer relevant images than random.
+    """
+    return float(sum(r.relevant_fraction * r.images_kept for r in records if r.relevant_fraction is not None))
+
+
 def relevant_fraction(records: Sequence[StepRecord]) -> float:
     """Share of all new images of an episode that are relevant (steps weighted by ``images_kept``)."""
     kept = sum(r.images_kept for r in records if r.relevant_fraction is not None)
     if kept == 0:
         return 0.0
-    relevant = sum(r.relevant_fraction * r.images_kept for r in records if r.relevant_fraction is not None)
-    return relevant / kept
+    return relevant_images(records) / kept

@@ -20,6 +20,9 @@ JSON keys:
   vocabulary nearest the target's class names, half of the queries on class names) are measured for
   ``softmax_gp`` and the target's best plain learning agent
   (the GP agents).
+* ``relevant_images``: target → agent → relevant new images per episode (mean over seeds), to read
+  next to the fraction: a policy that keeps few images can have a high fraction and fewer relevant
+  images than random.
 * ``ppo_fraction``: target → PPO's relevant fraction per training episode (first, last) and ``best_agent``:
   the exploring agent (not the class-name baselines, not PPO) with the highest mean oracle gap closed.
 
@@ -140,7 +143,7 @@ def measure_agents(
 ) -> dict:
     """Relevant fraction of every agent (mean over seeds) on one target (``env_args``: more EnvConfig fields)."""
     import gymnasium as gym
-    from ie_env.agents import make_agent, relevant_fraction, run_episode
+    from ie_env.agents import make_agent, relevant_fraction, relevant_images, run_episode
     from ie_env.agents.oracle import CeilingAgent
     from ie_env.agents.registry import concept_space_agents
 
@@ -151,6 +154,7 @@ def measure_agents(
     env = gym.make(ie_env.FROZEN_ENV_ID, target=target, vocabulary=vocabulary, **BUDGET, **extra)
     described = None  # the same env with WordNet descriptors, made when a variant needs it
     fractions: dict[str, float] = {}
+    counts: dict[str, float] = {}  # relevant new images per episode, to read next to the fraction
 
     def measure(name: str) -> None:
         nonlocal described
@@ -161,15 +165,18 @@ def measure_agents(
                 described = gym.make(ie_env.FROZEN_ENV_ID, target=target, vocabulary=vocabulary,
                                      descriptors="wordnet", **BUDGET, **extra)  # fmt: skip
             on = described
-        values = []
+        values, images = [], []
         for seed in range(seeds):
             if name == "ceiling":
                 agent = CeilingAgent(ceiling_scores(env))
             else:
                 agent = make_agent(agent_name, on, label_set=variant == "labels" or None)
-            values.append(relevant_fraction(run_episode(agent, on, agent_seed=seed, env_seed=seed)))
+            records = run_episode(agent, on, agent_seed=seed, env_seed=seed)
+            values.append(relevant_fraction(records))
+            images.append(relevant_images(records))
         label = f"{name} (privileged)" if name in ("oracle", "ceiling") else name
         fractions[label] = float(np.mean(values))
+        counts[label] = float(np.mean(images))
         print(f"  {target:8s} {label:26s} {fractions[label]:.4f}", flush=True)
 
     for name in (*dict.fromkeys(("random", *agents)), "oracle", "ceiling"):
@@ -194,7 +201,7 @@ def measure_agents(
         ppo = {"first": per_episode[0], "last": per_episode[-1], "episodes": per_episode}
         fractions["ppo"] = float(np.mean(per_episode[-3:]))
     env.close()
-    return {"fractions": fractions, "ppo": ppo, "best": best}
+    return {"fractions": fractions, "images": counts, "ppo": ppo, "best": best}
 
 
 def gaps(fractions: dict[str, float], top: str) -> dict[str, float]:
@@ -248,11 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     vocabulary = args.vocabulary or "full"
     if not targets:
         targets, vocabulary = ["gen-4"], args.vocabulary or "small"
-    fractions, oracle_gap, ceiling_gap, ppo = {}, {}, {}, {}
+    fractions, images, oracle_gap, ceiling_gap, ppo = {}, {}, {}, {}, {}
     for target in targets:
         agents = tuple(args.agents.split(",")) if args.agents else AGENTS
         measured = measure_agents(target, vocabulary, seeds, 0 if args.quick else 10, agents, env_args)
         fractions[target] = measured["fractions"]
+        images[target] = measured["images"]
         oracle_gap[target] = gaps(measured["fractions"], "oracle (privileged)")
         ceiling_gap[target] = gaps(measured["fractions"], "ceiling (privileged)")
         if measured["ppo"]:
@@ -262,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     # the best exploring agent: not the class-name baselines (or PPO), which read the env
     names = [a for a in fractions[targets[0]] if a != "random" and a in concept_space_agents()]
     result["relevant_fraction"] = fractions
+    result["relevant_images"] = images
     result["oracle_gap_closed"] = oracle_gap
     result["ceiling_gap_closed"] = ceiling_gap
     if ppo:

@@ -1,6 +1,13 @@
 import numpy as np
 import pytest
-from ie_env.agents import ConceptSpace, agent_names, make_agent, relevant_fraction, run_episode
+from ie_env.agents import (
+    ConceptSpace,
+    agent_names,
+    make_agent,
+    relevant_fraction,
+    relevant_images,
+    run_episode,
+)
 from ie_env.agents.baselines import concept_lemma, label_positions
 from ie_env.agents.oracle import CeilingAgent
 
@@ -29,6 +36,17 @@ def test_every_agent_runs_an_episode(frozen_env, name):
     n = frozen_env.unwrapped.action_space.n
     assert all(0 <= r.action < n for r in records)
     assert 0.0 <= relevant_fraction(records) <= 1.0
+    kept = sum(r.images_kept for r in records if r.relevant_fraction is not None)
+    assert relevant_images(records) == pytest.approx(relevant_fraction(records) * kept)
+
+
+def test_relevant_images_counts_what_the_fraction_divides():
+    from ie_env.agents.loop import StepRecord
+
+    rows = [StepRecord(0, 0, 0, "a", 0.5, "ok", 4, 0.5), StepRecord(1, 0, 1, "b", 0.0, "no_images", 0, None),
+            StepRecord(2, 0, 2, "c", 0.9, "ok", 1, 1.0)]  # fmt: skip
+    assert relevant_images(rows) == 3.0 and relevant_fraction(rows) == pytest.approx(3 / 5)
+    assert relevant_images([]) == 0.0 and relevant_fraction([]) == 0.0
 
 
 def test_labels_map_class_names_to_lemma_concepts(frozen_env):
