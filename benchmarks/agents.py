@@ -212,7 +212,9 @@ def gaps(fractions: dict[str, float], top: str) -> dict[str, float]:
 
 
 def parse_env_args(text: str) -> dict:
-    """``key=value,...`` into EnvConfig fields (integers converted); a bad field is named by EnvConfig."""
+    """``key=value,...`` into EnvConfig fields (values read as TOML); a bad field is named by EnvConfig."""
+    from ie_env.experiments.config import parse_value
+
     from ie_env.config import EnvConfig
 
     fields: dict = {}
@@ -220,7 +222,7 @@ def parse_env_args(text: str) -> dict:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--env-args: {item!r} is not key=value")
-        fields[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value.strip()
+        fields[key.strip()] = parse_value(value)
     EnvConfig(frozen=True, **fields)  # validate before any work
     return fields
 

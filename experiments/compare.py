@@ -29,7 +29,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ie_env.experiments.config import ExploreConfig, from_mapping, toml_value
+from ie_env.experiments.config import ExploreConfig, from_mapping, parse_value, toml_value
 from ie_env.experiments.stats import bootstrap_ci, summarize
 
 COMPARE_KEYS = ("agents", "seeds", "workers", "out")
@@ -83,10 +83,7 @@ def load_sweep(args: argparse.Namespace) -> Sweep:
         key, sep, text = item.partition("=")
         if not sep:
             raise ValueError(f"--set needs KEY=VALUE, got {item!r}")
-        try:
-            explore[key.strip()] = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            explore[key.strip()] = text
+        explore[key.strip()] = parse_value(text)
     agents = args.agents.split(",") if args.agents else compare.get("agents", ["random", "softmax_gp"])
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else compare.get("seeds", [0, 1, 2])
     base = from_mapping({"progress": False, **explore}, source="[explore]")

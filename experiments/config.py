@@ -168,10 +168,7 @@ class ExploreConfig:
             key, sep, text = str(item).partition("=")
             if not sep or not key.strip():
                 fail(self, "agent_args", "hold KEY=VALUE items", item)
-            try:
-                kwargs[key.strip()] = tomllib.loads(f"v = {text.strip()}")["v"]
-            except tomllib.TOMLDecodeError:
-                kwargs[key.strip()] = text.strip()  # a bare word is a string
+            kwargs[key.strip()] = parse_value(text)
         make_config(self.agent, **kwargs)
         return kwargs
 
@@ -215,6 +212,14 @@ class ExploreConfig:
         lines.append("\n[agent_args]")
         lines += [f"{key} = {toml_value(value)}" for key, value in self.agent_kwargs().items()]
         return "\n".join(lines) + "\n"
+
+
+def parse_value(text: str) -> Any:
+    """A ``KEY=VALUE`` setting's value read as TOML (``0.5``, ``true``, ``"text"``); a bare word is a string."""
+    try:
+        return tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text.strip()
 
 
 def toml_value(value: Any) -> str:
