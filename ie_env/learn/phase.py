@@ -13,6 +13,7 @@ float32 there; the loss, the gradients, the optimiser and the weights stay float
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterator
@@ -225,10 +226,8 @@ class PhaseRunner:
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, step, total)
         self.model.update_momentum(cfg.momentum)
-        if training_precision(cfg.encoder, self.device) == "bf16":
-            with autocast(self.device):
-                loss = self.model(x1, x2)
-        else:
+        bf16 = training_precision(cfg.encoder, self.device) == "bf16"
+        with autocast(self.device) if bf16 else contextlib.nullcontext():
             loss = self.model(x1, x2)
         loss = loss.float()
         opt.zero_grad(set_to_none=True)
