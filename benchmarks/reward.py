@@ -16,8 +16,9 @@ downloader's dedup rule on the served bytes' hashes, ``too_small`` images skippe
 
 JSON keys: ``variants`` (``encoder/reward`` -> target -> {``image_auc``, ``concept_auc``,
 ``concept_auc_20``, ``ceiling_5``, ``ceiling_20``}), ``default_variant`` (the frozen env's default
-encoder and reward), ``best_variant`` (highest ``ceiling_5`` on the first target), ``build_seconds`` (variant -> target -> seconds to build that frozen world's encoder
-side now: corpus embedding, or its cache load, plus the rewards), ``baselines`` (target -> {``random_5``,
+encoder and reward), ``best_variant`` (highest ``ceiling_5`` on the first target), ``build_seconds``
+(variant -> target -> seconds to build that frozen world's encoder side now: corpus embedding, or
+its cache load, plus the rewards), ``baselines`` (target -> {``random_5``,
 ``oracle_5``, ``random_20``, ``oracle_20``}), ``setup``.
 
 Image embeddings are shared by every reward variant of an encoder (the rewards are functions of

@@ -51,9 +51,10 @@ def test_the_frozen_encoder_reaches_the_env_and_every_shipped_sweep_parses():
     assert (env.frozen_encoder, env.image_size) == ("pretrained", 64)
     assert parse_args([]).env_config(None).frozen_encoder == "warmup"
     for path in sorted(Path("experiments/configs").glob("*.toml")):
-        load_sweep(compare_args(["--config", str(path)])) if "[compare]" in path.read_text() else load_toml(
-            path
-        )
+        if "[compare]" in path.read_text():
+            load_sweep(compare_args(["--config", str(path)]))
+        else:
+            load_toml(path)
     sweep = load_sweep(compare_args(["--config", "experiments/configs/frozen_pretrained_5x3.toml"]))
     world = sweep.base.env_config(None)
     assert (world.frozen, world.frozen_encoder, world.image_size, world.reward) == (
