@@ -58,7 +58,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     queries = vocab.query_embeddings()
     seconds = time.perf_counter() - started
-    print(f"{args.subset}: {queries.shape[0]:,} search-query embeddings (float32) ready in {seconds:.1f} s")
+    print(
+        f"{args.subset}: {queries.shape[0]:,} search-query embeddings ({runtime.precision_tag('cpu')}) "
+        f"ready in {seconds:.1f} s"
+    )
     return 0
 
 

@@ -319,10 +319,12 @@ class Vocabulary:
         return vectors
 
     def query_embeddings(self, *, build: bool = True, show_progress: bool = True) -> np.ndarray | None:
-        """Embeddings of :attr:`query_texts` as the search ranking computes them (float32), in subset order.
+        """Embeddings of :attr:`query_texts` as the search ranking uses them, in subset order.
 
-        Cached for the whole vocabulary (``ie-vocab embed`` builds them with the concept embeddings)
-        and sliced for a subset; a subset without the full cache embeds just its own queries.
+        Embedded once in batches (bf16 where native) and stored float32. The frozen world ranks
+        concept queries with them and the env's search server preloads them, so both rank with the
+        same vectors. Cached for the whole vocabulary (``ie-vocab embed`` builds them with the concept
+        embeddings) and sliced for a subset; a subset without the full cache embeds just its own queries.
         """
         from ie_env.concepts import textembed
 

@@ -133,6 +133,30 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preload_concept_queries(index, subset: str) -> int:
+    """Preload a vocabulary subset's cached query table into the index's embedder; return its size.
+
+    The env's own server does the same, so a standalone server ranks concept queries exactly as the
+    frozen world does. Nothing is computed here: without the cache (``ie-vocab embed``) queries are
+    embedded live.
+    """
+    if subset == "none":
+        return 0
+    from ie_env.concepts.vocabulary import Vocabulary
+
+    vocabulary = Vocabulary(subset)
+    vectors = vocabulary.query_embeddings(build=False)
+    if vectors is None:
+        print(
+            f"no cached query embeddings for vocabulary {subset!r} (ie-vocab embed --subset {subset}); "
+            "concept queries are embedded live",
+            file=sys.stderr,
+        )
+        return 0
+    index.embedder.preload(vocabulary.query_texts, vectors)
+    return len(vectors)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the Openverse-compatible search API until interrupted."""
     from ie_env.web.server import FaultConfig, ServerConfig, build_index, start_server
@@ -146,6 +170,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     faults = FaultConfig(args.latency, args.error_rate, args.corrupt_rate, args.fault_seed)
     config = ServerConfig(faults=faults, verbose=args.verbose, max_page=args.max_page)
     index = build_index(_corpus_name(args), args.target, progress=not args.no_progress)
+    preloaded = _preload_concept_queries(index, args.vocabulary)
     server = start_server(
         index,
         target=args.target,
@@ -156,7 +181,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     print(
         f"ie-web serving {server.url}/v1/images/?q=... corpus={index.corpus.name} images={len(index)} "
-        f"target={args.target or '-'}",
+        f"target={args.target or '-'} preloaded concept queries={preloaded:,}",
         flush=True,
     )
 
@@ -209,6 +234,11 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--fault-seed", type=int, default=0, help="seed of the fault injection")
     serve.add_argument("--verbose", action="store_true", help="log every request")
+    serve.add_argument(
+        "--vocabulary",
+        default="full",
+        help="vocabulary subset whose cached concept-query embeddings are preloaded, or 'none'",
+    )
     serve.set_defaults(func=cmd_serve)
 
     info = sub.add_parser("info", help="counts per site, sizes, build times, target split")

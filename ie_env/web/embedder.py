@@ -5,9 +5,10 @@ an in-memory LRU cache keyed by :func:`normalize_query` and embedding all misses
 pass. :class:`BatchingEmbedder` groups requests from many server threads into batched model calls on
 one worker thread. The default model call, :func:`query_embedder`, skips sentence-transformers'
 per-call overhead and always runs in float32: query embeddings decide the ranking, and bfloat16
-results change with the batch a query happens to share (measured: it reorders near-ties), so the
-frozen world, which embeds all concept queries in large batches, would rank differently from the
-server, which embeds one query at a time. In float32 both agree.
+results change with the batch a query happens to share (measured: it reorders near-ties). A table
+of known queries (:meth:`QueryEmbedder.preload`, e.g. the vocabulary's concept queries, embedded
+once in batches) is consulted first and never evicted, so the server ranks those queries with the
+very vectors the frozen world's tables were built from, whatever their precision.
 
 Nothing here changes process-wide torch settings: the caller's thread count is used as it is.
 """
@@ -42,18 +43,50 @@ class QueryEmbedder:
         self.capacity = capacity
         self._embed = embed
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._known: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
         self._model_lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def cached(self, query: str) -> np.ndarray | None:
-        """Return the cached embedding of a query, or None (counts a hit when found)."""
-        key = normalize_query(query)
+    def preload(self, queries: Sequence[str], vectors: np.ndarray) -> None:
+        """Fix the embeddings of known queries (kept apart from the LRU cache, never evicted).
+
+        Args:
+            queries: query texts (normalised with :func:`normalize_query`; the first of equal keys wins).
+            vectors: (len(queries), 384) L2-normalised rows, used as they are.
+        """
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(queries), EMBED_DIM):
+            raise ValueError(
+                f"QueryEmbedder.preload: {len(queries)} queries but vectors of shape {vectors.shape}"
+            )
+        table: dict[str, np.ndarray] = {}
+        for query, vector in zip(queries, vectors, strict=True):
+            table.setdefault(normalize_query(query), vector)
         with self._lock:
+            self._known.update(table)
+
+    @property
+    def known(self) -> int:
+        """The number of preloaded queries."""
+        return len(self._known)
+
+    def _lookup(self, key: str) -> np.ndarray | None:
+        """A preloaded or cached vector (caller holds the lock; moves a cached key to the LRU end)."""
+        vector = self._known.get(key)
+        if vector is None:
             vector = self._cache.get(key)
             if vector is not None:
                 self._cache.move_to_end(key)
+        return vector
+
+    def cached(self, query: str) -> np.ndarray | None:
+        """Return the preloaded or cached embedding of a query, or None (counts a hit when found)."""
+        key = normalize_query(query)
+        with self._lock:
+            vector = self._lookup(key)
+            if vector is not None:
                 self.hits += 1
             return vector
 
@@ -64,11 +97,10 @@ class QueryEmbedder:
         missing: list[str] = []
         with self._lock:
             for key in dict.fromkeys(keys):
-                vector = self._cache.get(key)
+                vector = self._lookup(key)
                 if vector is None:
                     missing.append(key)
                 else:
-                    self._cache.move_to_end(key)
                     found[key] = vector
             self.hits += sum(1 for key in keys if key in found)
             self.misses += len(missing)

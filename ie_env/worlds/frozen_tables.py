@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ie_env.concepts.textembed import EMBED_DIM, model_id, query_embedder
+from ie_env.concepts.textembed import EMBED_DIM, model_id, query_embedder, query_precision
 from ie_env.paths import atomic_path, cache_subdir
 from ie_env.search.base import InvalidQuery, validate_query
 from ie_env.web.index import CaptionIndex, _hash64, _mix, normalize_query, tokenize, top_documents
@@ -48,7 +48,7 @@ QUERY_BATCH = 256
 
 
 def _embed_queries(queries: list[str], progress: bool) -> np.ndarray:
-    """The server's own query embedding (float32, so batching cannot change the ranking)."""
+    """The server's live query embedding (float32, so batching cannot change the ranking)."""
     embed = query_embedder()
     out = np.zeros((len(queries), EMBED_DIM), dtype=np.float32)
     bar = None
@@ -86,7 +86,8 @@ def concept_results(
         except InvalidQuery:
             keys.append("")
     distinct = sorted({k for k in keys if k})
-    digest = hashlib.sha256(f"{model_id()}|query-fp32|ties-by-index|{n}|{index.corpus.key}|".encode())
+    precision = "query-fp32" if vectors is None else query_precision()
+    digest = hashlib.sha256(f"{model_id()}|{precision}|ties-by-index|{n}|{index.corpus.key}|".encode())
     for key in distinct:
         digest.update(key.encode("utf-8", "surrogatepass") + b"\x00")
     digest.update(np.asarray(index.excluded_rows).tobytes())

@@ -65,7 +65,7 @@ class FullWorld:
         self.test_images = self.target.test_images(size)
         self.test_labels = self.target.test_labels
         self._server = None
-        self.engine = self._make_engine(progress)
+        self.engine = self._make_engine(vocabulary, progress)
         allowed = ()
         if config.engine == "local":
             parts = urlsplit(self.web_url)
@@ -100,7 +100,7 @@ class FullWorld:
             return functools.partial(make_engine, "local", base_url=self.web_url)
         return functools.partial(make_engine, self.config.engine)
 
-    def _make_engine(self, progress: bool):
+    def _make_engine(self, vocabulary: Vocabulary, progress: bool):
         if self.config.engine != "local":
             self.web_url = None
             return make_engine(self.config.engine)
@@ -115,6 +115,10 @@ class FullWorld:
                 )
             index = build_index(
                 self.target.corpus, self.target, progress=progress, threads=self.config.threads
+            )
+            # The vocabulary's concept queries keep the vectors the frozen world ranks them with.
+            index.embedder.preload(
+                vocabulary.query_texts, vocabulary.query_embeddings(show_progress=progress)
             )
             self._server = start_server(index, port=0)
             self.web_url = self._server.url.rstrip("/")

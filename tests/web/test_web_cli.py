@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import httpx
+import numpy as np
 import pytest
 
 from ie_env.web.cli import main
@@ -65,3 +66,22 @@ def test_serve_subprocess_answers_over_http() -> None:
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_serve_preloads_a_cached_concept_query_table(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from ie_env.concepts.vocabulary import Vocabulary
+    from ie_env.web.cli import _preload_concept_queries
+    from ie_env.web.server import build_index
+
+    index = build_index("generated", "gen-4", progress=False)
+    monkeypatch.setenv("IE_ENV_HOME", str(tmp_path))  # an empty embedding cache from here on
+    assert _preload_concept_queries(index, "none") == 0
+    subset = "words:owl,triangle"
+    assert _preload_concept_queries(index, subset) == 0  # nothing cached yet: live, and said so
+    assert "no cached query embeddings for vocabulary 'words:owl,triangle'" in capsys.readouterr().err
+    vocabulary = Vocabulary(subset)
+    table = vocabulary.query_embeddings(show_progress=False)
+    assert _preload_concept_queries(index, subset) == len(vocabulary) == index.embedder.known
+    np.testing.assert_array_equal(index.embedder.embed([vocabulary.query_text(0)])[0], table[0])

@@ -158,6 +158,24 @@ def test_query_embedder_lru_cache() -> None:
         QueryEmbedder(capacity=0)
 
 
+def test_preloaded_queries_are_used_as_given_and_never_evicted() -> None:
+    calls: list[int] = []
+    embedder = QueryEmbedder(capacity=1, embed=_fake_embed(calls))
+    table = _fake_embed([])(["screech owl", "tabby cat"])
+    embedder.preload(["Screech Owl", "tabby cat"], table)
+    assert embedder.known == 2
+    out = embedder.embed(["screech owl", "dog", "tabby cat"])
+    assert calls == [1]  # only the unknown query reached the model
+    np.testing.assert_array_equal(out[0], table[0])  # normalised key, the given vector itself
+    np.testing.assert_array_equal(out[2], table[1])
+    embedder.embed(["horse"])  # fills the one-entry LRU cache several times over
+    embedder.embed(["zebra"])
+    np.testing.assert_array_equal(embedder.cached("tabby cat"), table[1])
+    assert calls == [1, 1, 1]
+    with pytest.raises(ValueError, match=r"2 queries but vectors of shape \(1, 384\)"):
+        embedder.preload(["a", "b"], table[:1])
+
+
 def test_batching_embedder_groups_concurrent_requests() -> None:
     calls: list[int] = []
     batcher = BatchingEmbedder(QueryEmbedder(embed=_fake_embed(calls, delay=0.05)), max_batch=64)
