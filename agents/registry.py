@@ -202,7 +202,9 @@ class PPOConfig:
     n_steps: int = 32
     batch_size: int = 16
     n_epochs: int = 4
-    learning_rate: float = 3e-4
+    # 1e-3 rather than SB3's 3e-4: over 30 frozen-env episodes (160 steps each) PPO's relevant
+    # fraction on fmnist rose to 0.08-0.14 at 1e-3 (3 seeds) and stayed at random's 0.02 at 3e-4.
+    learning_rate: float = 1e-3
     ent_coef: float = 0.01
     gamma: float = 0.9
     hidden: int = 64

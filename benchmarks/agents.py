@@ -23,7 +23,8 @@ JSON keys:
 * ``relevant_images``: target → agent → relevant new images per episode (mean over seeds), to read
   next to the fraction: a policy that keeps few images can have a high fraction and fewer relevant
   images than random.
-* ``ppo_fraction``: target → PPO's relevant fraction per training episode (first, last) and ``best_agent``:
+* ``ppo_fraction``: target → PPO's relevant fraction in its first and last training episode (mean over
+  seeds, ``--ppo-episodes`` each; ``relevant_fraction.<target>.ppo`` is the last 3) and ``best_agent``:
   the exploring agent (not the class-name baselines, not PPO) with the highest mean oracle gap closed.
 
 Targets: ``ocp-10`` and ``fmnist`` with the full vocabulary when the offline web is built, else
@@ -183,23 +184,27 @@ def measure_agents(
         measure(name)
     plain = gaps(fractions, "oracle (privileged)")
     # the best learning agent (not the labels baselines)
-    learners = [a for a in agents if a != "random" and a in concept_space_agents()] or ["softmax_gp"]
-    best = max(learners, key=lambda a: plain[a])
-    for agent_name in dict.fromkeys(("softmax_gp", best)):
+    learners = [a for a in agents if a != "random" and a in concept_space_agents()]
+    best = max(learners, key=lambda a: plain[a]) if learners else None
+    for agent_name in dict.fromkeys(a for a in ("softmax_gp", best) if a in fractions):
         for variant in VARIANTS:
             measure(f"{agent_name}+{variant}")
     if described is not None:
         described.close()
     ppo = {}
-    if ppo_episodes:
-        agent = make_agent("ppo", env, n_steps=32, batch_size=16)
-        agent.learn(ppo_episodes * BUDGET["budget"], env_seed=0)
-        per_episode = [
-            relevant_fraction(agent.history[i : i + BUDGET["budget"]])
-            for i in range(0, len(agent.history), BUDGET["budget"])
-        ]
+    if ppo_episodes:  # one PPO run per seed; each episode's fraction is averaged over the seeds
+        runs = []
+        for seed in range(seeds):
+            agent = make_agent("ppo", env, n_steps=32, batch_size=16, seed=seed)
+            agent.learn(ppo_episodes * BUDGET["budget"], env_seed=seed)
+            runs.append([
+                relevant_fraction(agent.history[i : i + BUDGET["budget"]])
+                for i in range(0, len(agent.history), BUDGET["budget"])
+            ])  # fmt: skip
+        per_episode = [float(v) for v in np.mean(runs, axis=0)]
         ppo = {"first": per_episode[0], "last": per_episode[-1], "episodes": per_episode}
         fractions["ppo"] = float(np.mean(per_episode[-3:]))
+        print(f"  {target:8s} {'ppo (last 3 episodes)':26s} {fractions['ppo']:.4f}", flush=True)
     env.close()
     return {"fractions": fractions, "images": counts, "ppo": ppo, "best": best}
 
@@ -241,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     args_parser.add_argument("--seeds", type=int, default=None)
     args_parser.add_argument("--vocabulary", default=None, help="vocabulary subset (default: full)")
     args_parser.add_argument("--skip-gp", action="store_true")
+    args_parser.add_argument(
+        "--ppo-episodes", type=int, default=30, help="PPO training episodes per seed (0: no PPO; quick: 0)"
+    )
     args_parser.add_argument("--agents", default=None, help="comma-separated agents (random always runs)")
     args_parser.add_argument(
         "--env-args",
@@ -260,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     fractions, images, oracle_gap, ceiling_gap, ppo = {}, {}, {}, {}, {}
     for target in targets:
         agents = tuple(args.agents.split(",")) if args.agents else AGENTS
-        measured = measure_agents(target, vocabulary, seeds, 0 if args.quick else 10, agents, env_args)
+        ppo_episodes = 0 if args.quick else args.ppo_episodes
+        measured = measure_agents(target, vocabulary, seeds, ppo_episodes, agents, env_args)
         fractions[target] = measured["fractions"]
         images[target] = measured["images"]
         oracle_gap[target] = gaps(measured["fractions"], "oracle (privileged)")
@@ -277,7 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     result["ceiling_gap_closed"] = ceiling_gap
     if ppo:
         result["ppo_fraction"] = ppo
-    result["best_agent"] = max(names, key=lambda a: np.nanmean([oracle_gap[t][a] for t in targets]))
+    result["best_agent"] = (
+        max(names, key=lambda a: np.nanmean([oracle_gap[t][a] for t in targets])) if names else None
+    )
     result["setup"] = {
         "targets": targets,
         "vocabulary": vocabulary,
