@@ -117,9 +117,14 @@ class FullWorld:
                 self.target.corpus, self.target, progress=progress, threads=self.config.threads
             )
             # The vocabulary's concept queries keep the vectors the frozen world ranks them with.
-            index.embedder.preload(
-                vocabulary.query_texts, vocabulary.query_embeddings(show_progress=progress)
-            )
+            queries = vocabulary.query_embeddings(build=False)
+            if queries is None:
+                if progress:
+                    announce(
+                        f"embedding the {len(vocabulary):,} concept queries (cached after the first run)"
+                    )
+                queries = vocabulary.query_embeddings(show_progress=progress)
+            index.embedder.preload(vocabulary.query_texts, queries)
             self._server = start_server(index, port=0)
             self.web_url = self._server.url.rstrip("/")
         return make_engine("local", base_url=self.web_url)
