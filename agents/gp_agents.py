@@ -55,9 +55,11 @@ class GPAgent(Agent):
         refine: int = 2000,
         captions: bool = False,
         max_similarity: float = 1.0,
+        explore: float = 0.0,
     ) -> None:
         super().__init__()
         self.max_similarity = max_similarity
+        self.explore = explore
         self.gp_config = gp or GPConfig()
         self.skip_empty = skip_empty
         self.refine = refine
@@ -153,10 +155,16 @@ class GPAgent(Agent):
         order = np.argsort(-ranked, kind="stable")
         unqueried = int((~queried).sum())
         available = min(k, unqueried)
+        wander = int(round(self.explore * available)) if self.gp.fitted else 0
+        ranked_k = available - wander
         if self.max_similarity < 1.0:  # the spread looks at the best 64 k unqueried concepts
-            fresh = self._spread(order[: min(unqueried, 64 * k)], available)
+            fresh = self._spread(order[: min(unqueried, 64 * k)], ranked_k)
         else:
-            fresh = [int(i) for i in order[:available]]
+            fresh = [int(i) for i in order[:ranked_k]]
+        if wander:  # uniform unqueried concepts, so that one found region cannot hold every query
+            pool = np.flatnonzero(~queried)
+            pool = pool[~np.isin(pool, fresh)]
+            fresh += [int(i) for i in self.rng.choice(pool, min(wander, len(pool)), replace=False)]
         if len(fresh) < k:  # everything queried: repeat the best observed ones
             best = np.argsort(-self.observed_mean(), kind="stable")
             fresh += [int(best[i % len(best)]) for i in range(k - len(fresh))]
@@ -213,7 +221,7 @@ class GPAgent(Agent):
     def hyperparameters(self) -> dict[str, Any]:
         """The agent's settings, for logs."""
         return {**asdict(self.gp_config), "skip_empty": self.skip_empty, "refine": self.refine,
-                "captions": self.captions}  # fmt: skip
+                "captions": self.captions, "explore": self.explore}  # fmt: skip
 
 
 class SoftmaxGPAgent(GPAgent):

@@ -90,3 +90,29 @@ def test_max_similarity_spreads_an_iterations_picks():
     assert len(set(spread) & {0, 1, 2, 3}) == 1 and not set(spread) & {4, 9}
     crowded = picks(max_similarity=-1.0)  # nothing is far enough: filled up in score order
     assert crowded == picks()
+
+
+def test_explore_draws_a_share_of_the_picks_uniformly_from_unqueried_concepts():
+    eye = np.eye(12, dtype=np.float32)
+    vectors = np.concatenate([eye[0] + 0.1 * eye[1:7], eye[6:12] + 0.1 * eye[0]])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    names = tuple(f"c{i}" for i in range(12))
+    space = ConceptSpace(12, np.arange(12), names, names, vectors, np.zeros(12, dtype=np.int64))
+
+    def picks(seed=0, **settings):
+        agent = make_agent("zucb", **settings)
+        agent.reset(space, np.random.default_rng(seed))
+        agent.update(5, 1.0, {"images_kept": 5})  # the near-synonyms 0-4 now score best
+        agent.update(11, 0.0, {"images_kept": 5})
+        agent.end_iteration()
+        return agent.propose(4)
+
+    assert set(picks()) <= {0, 1, 2, 3, 4}
+    draws = [picks(seed=seed, explore=0.5) for seed in range(20)]
+    for drawn in draws:
+        assert len(set(drawn)) == 4 and not set(drawn) & {5, 11}  # nothing queried, no repeats
+        assert len(set(drawn[:2]) & {0, 1, 2, 3, 4}) == 2  # the best-scoring half comes first
+    assert len({i for drawn in draws for i in drawn[2:]} - {0, 1, 2, 3, 4}) >= 4  # the rest wanders
+    assert picks(seed=3, explore=0.5) == picks(seed=3, explore=0.5)  # from the agent's own generator
+    with pytest.raises(ValueError, match="explore"):
+        make_agent("zucb", explore=1.5)
