@@ -69,21 +69,30 @@ def test_every_gp_agent_takes_the_option():
         make_agent("ucb", captions="yes")
 
 
-def test_max_similarity_spreads_an_iterations_picks():
-    # concepts 0-4: near-synonyms (cosine ~0.99); 5-9: unrelated directions
-    eye = np.eye(10, dtype=np.float32)
-    vectors = np.concatenate([eye[0] + 0.1 * eye[1:6], eye[5:10] + 0.1 * eye[0]])
+def _synonym_space(n: int) -> ConceptSpace:
+    """Concepts 0 .. n/2 - 1: near-synonyms (cosine ~0.99); n/2 .. n - 1: unrelated directions."""
+    half, eye = n // 2, np.eye(n, dtype=np.float32)
+    vectors = np.concatenate([eye[0] + 0.1 * eye[1 : half + 1], eye[half:n] + 0.1 * eye[0]])
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    names = tuple(f"c{i}" for i in range(10))
-    space = ConceptSpace(10, np.arange(10), names, names, vectors, np.zeros(10, dtype=np.int64))
+    names = tuple(f"c{i}" for i in range(n))
+    return ConceptSpace(n, np.arange(n), names, names, vectors, np.zeros(n, dtype=np.int64))
+
+
+def _zucb_picks(space: ConceptSpace, good: int, bad: int, k: int, seed: int = 0, **settings) -> list[int]:
+    """zucb's next ``k`` picks after ``good`` scored high and ``bad`` low."""
+    agent = make_agent("zucb", **settings)
+    agent.reset(space, np.random.default_rng(seed))
+    agent.update(good, 1.0, {"images_kept": 5})
+    agent.update(bad, 0.0, {"images_kept": 5})
+    agent.end_iteration()
+    return agent.propose(k)
+
+
+def test_max_similarity_spreads_an_iterations_picks():
+    space = _synonym_space(10)  # a synonym (4) scores high, an unrelated concept (9) low
 
     def picks(**settings):
-        agent = make_agent("zucb", **settings)
-        agent.reset(space, np.random.default_rng(0))
-        agent.update(4, 1.0, {"images_kept": 5})  # a synonym scored high, an unrelated concept low
-        agent.update(9, 0.0, {"images_kept": 5})
-        agent.end_iteration()
-        return agent.propose(3)
+        return _zucb_picks(space, 4, 9, 3, **settings)
 
     assert set(picks()) <= {0, 1, 2, 3}  # all three next to the good one
     spread = picks(max_similarity=0.9)
@@ -93,19 +102,10 @@ def test_max_similarity_spreads_an_iterations_picks():
 
 
 def test_explore_draws_a_share_of_the_picks_uniformly_from_unqueried_concepts():
-    eye = np.eye(12, dtype=np.float32)
-    vectors = np.concatenate([eye[0] + 0.1 * eye[1:7], eye[6:12] + 0.1 * eye[0]])
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    names = tuple(f"c{i}" for i in range(12))
-    space = ConceptSpace(12, np.arange(12), names, names, vectors, np.zeros(12, dtype=np.int64))
+    space = _synonym_space(12)  # after concept 5 scored high, the near-synonyms 0-4 score best
 
     def picks(seed=0, **settings):
-        agent = make_agent("zucb", **settings)
-        agent.reset(space, np.random.default_rng(seed))
-        agent.update(5, 1.0, {"images_kept": 5})  # the near-synonyms 0-4 now score best
-        agent.update(11, 0.0, {"images_kept": 5})
-        agent.end_iteration()
-        return agent.propose(4)
+        return _zucb_picks(space, 5, 11, 4, seed, **settings)
 
     assert set(picks()) <= {0, 1, 2, 3, 4}
     draws = [picks(seed=seed, explore=0.5) for seed in range(20)]
