@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ie_env.observation import QueryStatistics, concept_clusters, spherical_kmeans
+from ie_env.observation import QueryStatistics, _cluster_sums, concept_clusters, spherical_kmeans
 
 
 def blobs(rng, centers=4, per=50, dim=16, noise=0.05):
@@ -24,6 +24,21 @@ def test_kmeans_recovers_well_separated_clusters():
     for c in range(4):
         assert len(set(labels[truth == c])) == 1
     assert len(set(labels)) == 4
+
+
+def test_cluster_sums_equal_sequential_float32_accumulation_bit_for_bit():
+    # The cached cluster labels of existing vocabularies were made with np.add.at: the fast sums must
+    # not move a single centroid, including with an empty cluster.
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((5000, 24)).astype(np.float32)
+    labels = rng.integers(0, 7, 5000).astype(np.int32)
+    labels[labels == 3] = 4
+    expected = np.zeros((7, 24), dtype=np.float32)
+    np.add.at(expected, labels, vectors)
+    got = _cluster_sums(vectors, labels, 7)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+    assert not got[3].any()
 
 
 def test_kmeans_is_seeded_and_clusters_are_cached(tmp_path, monkeypatch):
