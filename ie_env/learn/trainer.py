@@ -183,7 +183,9 @@ class Learner(Scorer):
 
         A random-init encoder gives image rewards with no signal, so (as the paper fine-tunes its
         pretrained model on the target first) the encoder is trained on the target-train set before
-        any query. The warm-up starts from an initialisation seeded by ``warmup_seed`` (not the
+        any query. Its first ``config.warmup_low_res_steps(steps)`` steps train on views at
+        ``config.warmup_low_res_size`` px (progressive resizing: cheaper steps, the same accuracy at the
+        end), the rest at ``image_size``. The warm-up starts from an initialisation seeded by ``warmup_seed`` (not the
         learner's seed), so it is the same starting point whether or not the cache was hit. The cache
         file lives in ``cache_subdir("warmup")`` and is keyed by the target images' content, the
         encoder/optimiser configuration, ``steps``, ``warmup_seed`` and ``cache_key`` (see ``warmup``).
@@ -212,7 +214,10 @@ class Learner(Scorer):
         try:
             self._build_model(warmup_seed)
             empty = self._target[:0]
-            stats = self._run_phase([empty, self._target], steps=steps, epochs=None, progress=show)
+            low_res = (self._low_res_augment(), self.config.warmup_low_res_steps(steps))
+            stats = self._run_phase(
+                [empty, self._target], steps=steps, epochs=None, progress=show, low_res=low_res
+            )
         finally:
             self._rng, self._torch_gen = rng, gen
         if cache:
@@ -229,10 +234,24 @@ class Learner(Scorer):
         extra = precision if cache_key is None else f"{cache_key}|{precision}"
         return warmup_key(self.config, self._target, steps, extra, warmup_seed)
 
+    def _low_res_augment(self) -> TwoViewAugment:
+        """The augmentation of the warm-up's low-resolution steps (``config.warmup_low_res_size``)."""
+        cfg = self.config
+        return TwoViewAugment(cfg.warmup_low_res_size, cfg.min_crop_scale, cfg.augment_strength)
+
     def _run_phase(
-        self, pools: list[torch.Tensor], *, steps: int | None, epochs: int | None, progress: bool
+        self,
+        pools: list[torch.Tensor],
+        *,
+        steps: int | None,
+        epochs: int | None,
+        progress: bool,
+        low_res: tuple[TwoViewAugment, int] | None = None,
     ) -> TrainStats:
-        """Train on ``pools`` (new images first, then the past pools); roll back on a non-finite loss."""
+        """Train on ``pools`` (new images first, then the past pools); roll back on a non-finite loss.
+
+        ``low_res`` (augmentation, steps) trains the first steps on that augmentation's views.
+        """
         n_new, n_past = len(pools[0]), sum(len(p) for p in pools[1:])
         total = phase_length(self.config, n_new, n_past, steps, epochs)
         if total == 0:
@@ -241,8 +260,17 @@ class Learner(Scorer):
             "model": copy.deepcopy(self.model.state_dict()),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
         }
+        low_res_augment, low_res_steps = low_res if low_res is not None else (None, 0)
         runner = PhaseRunner(
-            self.model, self.optimizer, self._augment, self.config, self._rng, self._torch_gen, self.device
+            self.model,
+            self.optimizer,
+            self._augment,
+            self.config,
+            self._rng,
+            self._torch_gen,
+            self.device,
+            low_res_augment=low_res_augment,
+            low_res_steps=low_res_steps,
         )
         try:
             stats = runner.run(pools, n_new, total, progress=progress)

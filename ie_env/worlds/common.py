@@ -44,8 +44,9 @@ def open_target(config: EnvConfig, progress: bool = True) -> TargetSet:
 
 # The fine-tuned pretrained start (frozen_encoder="finetuned"): the paper fine-tunes its pretrained
 # model on the target before the first query; these are that warm-up's CPU-sized settings (a short
-# phase at the paper's LARS rate: the random-init defaults would move pretrained weights too far).
-FINETUNE = {"warmup_steps": 100, "batch_size": 64, "base_lr": 0.8}
+# phase at the paper's LARS rate, all at full resolution: the random-init defaults would move
+# pretrained weights too far).
+FINETUNE = {"warmup_steps": 100, "warmup_low_res_fraction": 0.0, "batch_size": 64, "base_lr": 0.8}
 
 
 def learn_config(config: EnvConfig) -> LearnConfig:

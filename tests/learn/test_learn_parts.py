@@ -31,6 +31,8 @@ class TestConfig:
             ("min_crop_scale", 0.0),
             ("reward_k", 0),
             ("warmup_steps", -1),
+            ("warmup_low_res_fraction", 1.5),
+            ("warmup_low_res_scale", 0.0),
             ("max_steps_per_iteration", 0),
             ("base_lr", float("nan")),
         ],
@@ -45,6 +47,29 @@ class TestConfig:
         assert (cfg.pcr, cfg.epochs_per_iteration, cfg.reward_k, cfg.concept_top) == (2.0, 10, 15, 10)
         assert cfg.lr == pytest.approx(0.8 * 224 / 256)
         assert cfg.optimizer == "lars" and cfg.lr_schedule == "constant" and cfg.min_crop_scale == 0.2
+
+    @pytest.mark.parametrize(
+        ("image_size", "scale", "fraction", "steps", "size", "low_res_steps"),
+        [
+            (32, 0.5, 2 / 3, 300, 16, 200),  # the default: 200 of 300 steps at 16 px
+            (64, 0.5, 0.5, 101, 32, 50),
+            (12, 0.5, 2 / 3, 9, 8, 6),  # never below 8 px
+            (8, 0.5, 2 / 3, 9, 8, 0),  # already at 8 px: no low-resolution steps
+            (32, 0.5, 0.0, 300, 16, 0),
+        ],
+    )
+    def test_warmup_low_resolution_schedule(
+        self, image_size: int, scale: float, fraction: float, steps: int, size: int, low_res_steps: int
+    ) -> None:
+        cfg = LearnConfig(image_size=image_size, warmup_low_res_scale=scale, warmup_low_res_fraction=fraction)
+        assert cfg.warmup_low_res_size == size
+        assert cfg.warmup_low_res_steps(steps) == low_res_steps
+
+    def test_paper_and_finetuning_warm_ups_stay_at_full_resolution(self) -> None:
+        from ie_env.worlds.common import FINETUNE
+
+        assert LearnConfig.paper().warmup_low_res_steps(5000) == 0
+        assert LearnConfig(**FINETUNE).warmup_low_res_steps(100) == 0
 
     def test_round_trip_and_unknown_fields(self) -> None:
         cfg = LearnConfig(encoder="resnet18", image_size=48)

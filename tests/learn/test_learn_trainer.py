@@ -186,6 +186,33 @@ class TestWarmUp:
         sa, sb = a.warm_up(cache=False), b.warm_up(cache=False)
         assert not sb.cached and sa.loss == sb.loss
 
+    @pytest.mark.parametrize(("fraction", "sizes"), [(2 / 3, [8, 8, 16]), (0.0, [16, 16, 16])])
+    def test_first_steps_train_at_low_resolution(
+        self, monkeypatch: pytest.MonkeyPatch, fraction: float, sizes: list[int]
+    ) -> None:
+        from ie_env.learn.augment import TwoViewAugment
+
+        seen: list[int] = []
+        original = TwoViewAugment.__call__
+
+        def spy(self, batch, generator):
+            views = original(self, batch, generator)
+            seen.append(views[0].shape[-1])
+            return views
+
+        monkeypatch.setattr(TwoViewAugment, "__call__", spy)
+        learner = _learner(warmup_low_res_fraction=fraction)  # 3 steps at 16 px, low resolution 8 px
+        learner.warm_up(cache=False)
+        assert seen == sizes
+        seen.clear()
+        learner.train(_images(4, 1), steps=2)  # training phases after the warm-up: full resolution
+        assert seen == [16, 16]
+
+    def test_low_resolution_share_is_part_of_the_cache_key(self) -> None:
+        _learner().warm_up()
+        assert not _learner(warmup_low_res_fraction=0.0).warm_up().cached
+        assert _learner().warm_up().cached
+
     def test_corrupt_cache_is_recomputed(self) -> None:
         learner = _learner()
         learner.warm_up()
