@@ -8,8 +8,11 @@ JSON keys:
 * ``frozen_build_s``: seconds to build the frozen world from a cold cache (a temporary
   ``IE_ENV_HOME`` holding only the vocabulary embeddings and the offline web, linked from the real
   cache), in a fresh process with the same thread count: caption index, warm-up, corpus embedding,
-  ranking of every query (target <= 60 on 2 cores); ``frozen_build_stages`` gives the seconds from
-  the start of the build at which each announced stage began.
+  every query's results (target <= 60 on 2 cores); ``frozen_build_stages`` gives the seconds from
+  the start of the build at which each announced stage began. The offline web holds the web-wide
+  table of every concept's results when ``ie-web build --vocabulary full`` made it (as ``make demo``
+  does); then a target's results are that table less the target's images.
+  ``frozen_build_web_table`` says whether it was there.
 * ``duplicate_queries``: actions of the full vocabulary whose query text another action also sends
   (target 0).
 * ``concept_reward_auc``: on the frozen env (``--target``, full vocabulary), the AUC of the concept
@@ -121,6 +124,13 @@ def measure_cold_frozen_build(target: str, vocabulary: str, threads: int) -> tup
             elif line.startswith("BUILD "):
                 seconds = float(line.split()[1])
         return seconds, stages
+
+
+def web_table_cached() -> bool:
+    """Whether ``ie-web build --vocabulary ...`` left a web-wide concept-results table in the cache."""
+    from ie_env.paths import cache_dir
+
+    return any((cache_dir() / "web" / "concept-results").glob("*.npy"))
 
 
 def count_duplicate_queries() -> int:
@@ -243,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     result = measure_frozen(
         args.target, vocabulary, steps=2000 if args.quick else 20000, repeats=3 if args.quick else 5
     )
+    result["frozen_build_web_table"] = web_table_cached()
     build_s, build_stages = measure_cold_frozen_build(args.target, vocabulary, threads)
     result["frozen_build_s"] = round(build_s, 1)
     result["frozen_build_stages"] = build_stages

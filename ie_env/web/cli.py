@@ -1,6 +1,8 @@
 """``ie-web``: build, serve and inspect the offline web.
 
-ie-web build [--corpus web] [--target ocp-10 ...]     corpus parts, caption embeddings, index, targets
+ie-web build [--corpus web] [--target ocp-10 ...] [--vocabulary full]
+                                                      corpus parts, caption embeddings, index, targets,
+                                                      every concept's search results (frozen worlds)
 ie-web serve --port 8765 [--target ocp-10]            Openverse-compatible search API on 127.0.0.1
 ie-web info [--corpus web] [--target ocp-10] [--json] counts per site, sizes, build times, target split
 ie-web search "owl" [-n 10] [--target ocp-10]         rank in process, no HTTP
@@ -73,6 +75,10 @@ def cmd_build(args: argparse.Namespace) -> int:
             f"target {name}: {info['classes']} classes, {info['train']} train, {info['test']} test, "
             f"{info['stays_on_web']} stay on the web, {info['searchable_relevant']} relevant searchable"
         )
+    if args.vocabulary:
+        start = time.perf_counter()
+        _build_concept_results(index, args.vocabulary, progress)
+        timings[f"search results of vocabulary {args.vocabulary}"] = time.perf_counter() - start
     info = corpus.info()
     print(
         f"corpus {corpus.name}: {info['images']} images, {info['distinct_captions']} distinct captions, "
@@ -83,6 +89,25 @@ def cmd_build(args: argparse.Namespace) -> int:
     for step, seconds in timings.items():
         print(f"  {step:<32} {seconds:8.1f} s")
     return 0
+
+
+def _build_concept_results(index, subset: str, progress: bool) -> None:
+    """Rank every concept query of a vocabulary subset on the whole web (what frozen worlds start from)."""
+    from ie_env.concepts.vocabulary import Vocabulary
+    from ie_env.worlds.frozen_tables import web_concept_results
+
+    vocabulary = Vocabulary(subset)
+    if vocabulary.query_embeddings(build=False, show_progress=False) is None:
+        raise SetupError(
+            f"no cached query embeddings for vocabulary {subset!r}: run `ie-vocab embed --subset {subset}` first"
+        )
+    web_concept_results(
+        index,
+        vocabulary.query_texts,
+        vocabulary.cache_name(),
+        progress,
+        vectors=lambda: vocabulary.query_embeddings(build=False, show_progress=False),
+    )
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -216,6 +241,12 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--target", action="append", help="also prepare this target set (repeatable)")
     build.add_argument(
         "--sizes", type=int, nargs="*", default=[], help="also cache image arrays at these sizes"
+    )
+    build.add_argument(
+        "--vocabulary",
+        default=None,
+        help="also rank every concept query of this vocabulary subset on the web (needs `ie-vocab embed`); "
+        "frozen worlds of every target then start from that table",
     )
     build.set_defaults(func=cmd_build)
 

@@ -16,6 +16,7 @@ photos share a few dozen captions) with ``ie_env.concepts.textembed.cached_embed
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -178,6 +179,15 @@ class CaptionRanking:
             for token in set(tokenize(text)):
                 postings.setdefault(token, []).append(doc)
         self._postings = {token: np.asarray(docs, dtype=np.int64) for token, docs in postings.items()}
+
+    def without_exclusions(self) -> CaptionRanking:
+        """This ranking with no row excluded (itself when none is); shares the caption embeddings."""
+        if not len(self.excluded_rows):
+            return self
+        other = copy.copy(self)
+        other.excluded_rows = np.zeros(0, dtype=np.int64)
+        other._index_rows()
+        return other
 
     def __len__(self) -> int:
         """Return the number of searchable (not excluded) rows."""

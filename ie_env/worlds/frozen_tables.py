@@ -65,6 +65,13 @@ def _embed_queries(queries: list[str], progress: bool) -> np.ndarray:
     return out
 
 
+# Depth of the web-wide table (every concept's results on the whole web, no target excluded), which
+# is built once per vocabulary and web and shared by every target: a target's table is that table
+# with the target's images dropped, as long as ``n`` of its rows remain; rows with fewer are ranked
+# again on the target's index.
+WEB_DEPTH = 64
+
+
 def concept_results(
     index: CaptionIndex,
     queries: list[str],
@@ -76,36 +83,28 @@ def concept_results(
     """Top-``n`` corpus rows for every query, (len(queries), n) int32, -1 where fewer came back.
 
     ``vectors`` returns the queries' embeddings (e.g. :meth:`Vocabulary.query_embeddings`); it is
-    called only when the table is not cached, and the queries are embedded here when it is None. The table is cached on disk (keyed by the model, the queries, ``n``, the corpus and the
-    exclusions); invalid queries get no results.
+    called only when something must be ranked, and the queries are embedded here when it is None.
+    The table is cached on disk (keyed by the model, the queries, ``n``, the corpus and the
+    exclusions); invalid queries get no results. For ``n`` up to ``WEB_DEPTH`` it is derived from
+    :func:`web_concept_results` (shared by every target set on the same web), so a new target's
+    table costs a filter instead of a ranking of every query.
     """
-    keys = []
-    for query in queries:
-        try:
-            keys.append(normalize_query(validate_query(query)))
-        except InvalidQuery:
-            keys.append("")
-    distinct = sorted({k for k in keys if k})
+    keys, distinct = _query_keys(queries)
     precision = "query-fp32" if vectors is None else query_precision()
-    digest = hashlib.sha256(f"{model_id()}|{precision}|ties-by-index|{n}|{index.corpus.key}|".encode())
-    for key in distinct:
-        digest.update(key.encode("utf-8", "surrogatepass") + b"\x00")
-    digest.update(np.asarray(index.excluded_rows).tobytes())
-    digest.update(f"{index.boost}|{len(index.doc_texts)}".encode())
-    path = cache_subdir("frozen") / f"results-{cache_name}-{digest.hexdigest()[:20]}.npy"
+    digest = _table_digest(index, distinct, n, precision)
+    path = cache_subdir("frozen") / f"results-{cache_name}-{digest}.npy"
+    distinct_vectors = _DistinctVectors(keys, distinct, vectors, progress)
 
     def build() -> np.ndarray:
-        given = vectors() if vectors is not None else None
-        if given is None:
-            query_vectors = _embed_queries(distinct, progress)
+        if n > WEB_DEPTH:
+            table = rank_table(index, distinct, distinct_vectors(), n, progress)
         else:
-            first = {}
-            for i, key in enumerate(keys):
-                if key:
-                    first.setdefault(key, i)
-            query_vectors = np.asarray(given, dtype=np.float32)[[first[k] for k in distinct]]
+            web = _web_table(index, distinct, cache_name, precision, distinct_vectors, progress)
+            table, short = drop_excluded(web, index.excluded_rows, n)
+            redo = np.flatnonzero(short)
+            if len(redo):
+                table[redo] = rank_table(index, [distinct[i] for i in redo], distinct_vectors()[redo], n)
         position = {k: i for i, k in enumerate(distinct)}
-        table = rank_table(index, distinct, query_vectors, n, progress)
         rows = np.full((len(keys), n), -1, dtype=np.int32)
         for i, key in enumerate(keys):
             if key:
@@ -113,6 +112,113 @@ def concept_results(
         return rows
 
     return load_or_build(path, build, (len(queries), n))
+
+
+def web_concept_results(
+    index: CaptionIndex,
+    queries: list[str],
+    cache_name: str,
+    progress: bool = True,
+    vectors: Callable[[], np.ndarray | None] | None = None,
+) -> np.ndarray:
+    """Build (or load) the web-wide table of ``queries``: their top ``WEB_DEPTH`` rows, nothing excluded.
+
+    ``ie-web build --vocabulary NAME`` calls this so that later frozen worlds of any target on this
+    web find it cached. Returns (distinct valid queries, ``WEB_DEPTH``) int32.
+    """
+    keys, distinct = _query_keys(queries)
+    precision = "query-fp32" if vectors is None else query_precision()
+    distinct_vectors = _DistinctVectors(keys, distinct, vectors, progress)
+    return _web_table(index, distinct, cache_name, precision, distinct_vectors, progress)
+
+
+def drop_excluded(table: np.ndarray, excluded_rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's first ``n`` entries that are not in ``excluded_rows``, and where that may be wrong.
+
+    Args:
+        table: ranked corpus rows (Q, depth), -1 past the results, from an index that excludes nothing.
+        excluded_rows: corpus rows to drop.
+        n: entries to keep, at most ``depth``.
+
+    Returns:
+        ``(kept, short)``: kept (Q, n) int32, -1 past the results; ``short`` marks the rows that kept
+        fewer than ``n`` although ``table`` was cut at its depth (rows further down might belong there).
+    """
+    valid = table >= 0
+    if len(excluded_rows):
+        valid &= ~np.isin(table, excluded_rows)
+    rank = np.cumsum(valid, axis=1) - 1
+    query, column = np.nonzero(valid & (rank < n))
+    kept = np.full((len(table), n), -1, dtype=np.int32)
+    kept[query, rank[query, column]] = table[query, column]
+    short = (valid.sum(axis=1) < n) & (table[:, -1] >= 0)
+    return kept, short
+
+
+def _query_keys(queries: list[str]) -> tuple[list[str], list[str]]:
+    """Each query's normalised key ("" for an invalid query), and the sorted distinct valid keys."""
+    keys = []
+    for query in queries:
+        try:
+            keys.append(normalize_query(validate_query(query)))
+        except InvalidQuery:
+            keys.append("")
+    return keys, sorted({k for k in keys if k})
+
+
+def _table_digest(index: CaptionIndex, distinct: list[str], n: int, precision: str) -> str:
+    digest = hashlib.sha256(f"{model_id()}|{precision}|ties-by-index|{n}|{index.corpus.key}|".encode())
+    for key in distinct:
+        digest.update(key.encode("utf-8", "surrogatepass") + b"\x00")
+    digest.update(np.asarray(index.excluded_rows).tobytes())
+    digest.update(f"{index.boost}|{len(index.doc_texts)}".encode())
+    return digest.hexdigest()[:20]
+
+
+def _web_table(
+    index: CaptionIndex,
+    distinct: list[str],
+    cache_name: str,
+    precision: str,
+    distinct_vectors: Callable[[], np.ndarray],
+    progress: bool,
+) -> np.ndarray:
+    web_index = index.without_exclusions()
+    digest = _table_digest(web_index, distinct, WEB_DEPTH, precision)
+    path = cache_subdir("web") / "concept-results" / f"{cache_name}-{digest}.npy"
+    path.parent.mkdir(exist_ok=True)
+    return load_or_build(
+        path,
+        lambda: rank_table(web_index, distinct, distinct_vectors(), WEB_DEPTH, progress),
+        (len(distinct), WEB_DEPTH),
+    )
+
+
+class _DistinctVectors:
+    """The distinct queries' embeddings, computed (or fetched) on first call only."""
+
+    def __init__(
+        self,
+        keys: list[str],
+        distinct: list[str],
+        vectors: Callable[[], np.ndarray | None] | None,
+        progress: bool,
+    ) -> None:
+        self._keys, self._distinct, self._vectors, self._progress = keys, distinct, vectors, progress
+        self._value: np.ndarray | None = None
+
+    def __call__(self) -> np.ndarray:
+        if self._value is None:
+            given = self._vectors() if self._vectors is not None else None
+            if given is None:
+                self._value = _embed_queries(self._distinct, self._progress)
+            else:
+                first: dict[str, int] = {}
+                for i, key in enumerate(self._keys):
+                    if key:
+                        first.setdefault(key, i)
+                self._value = np.asarray(given, dtype=np.float32)[[first[k] for k in self._distinct]]
+        return self._value
 
 
 def rank_table(

@@ -85,3 +85,30 @@ def test_serve_preloads_a_cached_concept_query_table(
     table = vocabulary.query_embeddings(show_progress=False)
     assert _preload_concept_queries(index, subset) == len(vocabulary) == index.embedder.known
     np.testing.assert_array_equal(index.embedder.embed([vocabulary.query_text(0)])[0], table[0])
+
+
+def test_build_ranks_a_vocabulary_on_the_web_for_frozen_worlds(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from ie_env.concepts.vocabulary import Vocabulary
+    from ie_env.web.server import build_index
+    from ie_env.worlds.frozen_tables import WEB_DEPTH, concept_results
+
+    monkeypatch.setenv("IE_ENV_HOME", str(tmp_path))
+    subset = "words:owl,triangle,dot"
+    build = ["build", "--corpus", "generated", "--vocabulary", subset, "--no-progress"]
+    assert main(build) == 2  # no query embeddings yet: a clean error naming the fix
+    assert f"ie-vocab embed --subset {subset}" in capsys.readouterr().err
+    vocabulary = Vocabulary(subset)
+    vocabulary.query_embeddings(show_progress=False)
+    assert main(build) == 0
+    assert f"search results of vocabulary {subset}" in capsys.readouterr().out
+    (web_table,) = (tmp_path / "web" / "concept-results").glob("*.npy")
+    assert np.load(web_table).shape == (len(vocabulary), WEB_DEPTH)
+    index = build_index("generated", "gen-4", progress=False)  # a target's table starts from it
+    vectors = vocabulary.query_embeddings(show_progress=False)
+    table = concept_results(
+        index, vocabulary.query_texts, 5, vocabulary.cache_name(), False, vectors=lambda: vectors
+    )
+    for j, query in enumerate(vocabulary.query_texts):
+        assert table[j].tolist() == [hit.row for hit in index.rank(query, vectors[j], 5)]
