@@ -42,10 +42,10 @@ demo: setup
 	$(BIN)/ie-vocab embed --subset full; t1=$$SECONDS; \
 	$(BIN)/ie-vocab info; \
 	$(BIN)/ie-web build --target ocp-10; t2=$$SECONDS; \
-	$(BIN)/ie-compare --config experiments/configs/frozen_5x3.toml; t3=$$SECONDS; \
-	$(BIN)/ie-explore --target ocp-10; t4=$$SECONDS; \
+	$(BIN)/ie-explore --target ocp-10; t3=$$SECONDS; \
+	$(BIN)/ie-compare --config experiments/configs/frozen_5x3.toml; t4=$$SECONDS; \
 	echo "demo stage times: vocabulary embeddings $$((t1 - t0)) s, offline web $$((t2 - t1)) s," \
-		"ie-compare on the frozen env $$((t3 - t2)) s, ie-explore on the full env $$((t4 - t3)) s;" \
+		"ie-explore on the full env $$((t3 - t2)) s, ie-compare on the frozen env $$((t4 - t3)) s;" \
 		"total $$((t4 - t0)) s"; \
 	echo "Look: $(BIN)/tensorboard --logdir runs; reports: runs/*/report.md (with their plots)"
 
