@@ -214,9 +214,13 @@ class Learner(Scorer):
         try:
             self._build_model(warmup_seed)
             empty = self._target[:0]
-            low_res = (self._low_res_augment(), self.config.warmup_low_res_steps(steps))
             stats = self._run_phase(
-                [empty, self._target], steps=steps, epochs=None, progress=show, low_res=low_res
+                [empty, self._target],
+                steps=steps,
+                epochs=None,
+                progress=show,
+                low_res_augment=self._low_res_augment(),
+                low_res_steps=self.config.warmup_low_res_steps(steps),
             )
         finally:
             self._rng, self._torch_gen = rng, gen
@@ -246,11 +250,12 @@ class Learner(Scorer):
         steps: int | None,
         epochs: int | None,
         progress: bool,
-        low_res: tuple[TwoViewAugment, int] | None = None,
+        low_res_augment: TwoViewAugment | None = None,
+        low_res_steps: int = 0,
     ) -> TrainStats:
         """Train on ``pools`` (new images first, then the past pools); roll back on a non-finite loss.
 
-        ``low_res`` (augmentation, steps) trains the first steps on that augmentation's views.
+        The first ``low_res_steps`` steps train on ``low_res_augment``'s views (the warm-up's schedule).
         """
         n_new, n_past = len(pools[0]), sum(len(p) for p in pools[1:])
         total = phase_length(self.config, n_new, n_past, steps, epochs)
@@ -260,7 +265,6 @@ class Learner(Scorer):
             "model": copy.deepcopy(self.model.state_dict()),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
         }
-        low_res_augment, low_res_steps = low_res if low_res is not None else (None, 0)
         runner = PhaseRunner(
             self.model,
             self.optimizer,

@@ -97,16 +97,13 @@ def _build_concept_results(index, subset: str, progress: bool) -> None:
     from ie_env.worlds.frozen_tables import web_concept_results
 
     vocabulary = Vocabulary(subset)
-    if vocabulary.query_embeddings(build=False, show_progress=False) is None:
+    vectors = vocabulary.query_embeddings(build=False, show_progress=False)
+    if vectors is None:
         raise SetupError(
             f"no cached query embeddings for vocabulary {subset!r}: run `ie-vocab embed --subset {subset}` first"
         )
     web_concept_results(
-        index,
-        vocabulary.query_texts,
-        vocabulary.cache_name(),
-        progress,
-        vectors=lambda: vocabulary.query_embeddings(build=False, show_progress=False),
+        index, vocabulary.query_texts, vocabulary.cache_name(), progress, vectors=lambda: vectors
     )
 
 

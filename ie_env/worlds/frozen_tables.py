@@ -9,6 +9,7 @@ exactly the rows ``CaptionIndex.rank`` returns, query by query.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -93,7 +94,7 @@ def concept_results(
     precision = "query-fp32" if vectors is None else query_precision()
     digest = _table_digest(index, distinct, n, precision)
     path = cache_subdir("frozen") / f"results-{cache_name}-{digest}.npy"
-    distinct_vectors = _DistinctVectors(keys, distinct, vectors, progress)
+    distinct_vectors = _distinct_vectors(keys, distinct, vectors, progress)
 
     def build() -> np.ndarray:
         if n > WEB_DEPTH:
@@ -128,7 +129,7 @@ def web_concept_results(
     """
     keys, distinct = _query_keys(queries)
     precision = "query-fp32" if vectors is None else query_precision()
-    distinct_vectors = _DistinctVectors(keys, distinct, vectors, progress)
+    distinct_vectors = _distinct_vectors(keys, distinct, vectors, progress)
     return _web_table(index, distinct, cache_name, precision, distinct_vectors, progress)
 
 
@@ -166,11 +167,15 @@ def _query_keys(queries: list[str]) -> tuple[list[str], list[str]]:
     return keys, sorted({k for k in keys if k})
 
 
-def _table_digest(index: CaptionIndex, distinct: list[str], n: int, precision: str) -> str:
+def _table_digest(
+    index: CaptionIndex, distinct: list[str], n: int, precision: str, excluded_rows: np.ndarray | None = None
+) -> str:
+    """Cache key of a results table; ``excluded_rows`` defaults to the index's own."""
+    excluded = index.excluded_rows if excluded_rows is None else excluded_rows
     digest = hashlib.sha256(f"{model_id()}|{precision}|ties-by-index|{n}|{index.corpus.key}|".encode())
     for key in distinct:
         digest.update(key.encode("utf-8", "surrogatepass") + b"\x00")
-    digest.update(np.asarray(index.excluded_rows).tobytes())
+    digest.update(np.asarray(excluded).tobytes())
     digest.update(f"{index.boost}|{len(index.doc_texts)}".encode())
     return digest.hexdigest()[:20]
 
@@ -183,42 +188,35 @@ def _web_table(
     distinct_vectors: Callable[[], np.ndarray],
     progress: bool,
 ) -> np.ndarray:
-    web_index = index.without_exclusions()
-    digest = _table_digest(web_index, distinct, WEB_DEPTH, precision)
+    """The web-wide table of ``distinct`` (cached with the web); the unexcluded index is made only to rank."""
+    nothing = np.zeros(0, dtype=np.int64)
+    digest = _table_digest(index, distinct, WEB_DEPTH, precision, excluded_rows=nothing)
     path = cache_subdir("web") / "concept-results" / f"{cache_name}-{digest}.npy"
     path.parent.mkdir(exist_ok=True)
-    return load_or_build(
-        path,
-        lambda: rank_table(web_index, distinct, distinct_vectors(), WEB_DEPTH, progress),
-        (len(distinct), WEB_DEPTH),
-    )
+
+    def build() -> np.ndarray:
+        return rank_table(index.without_exclusions(), distinct, distinct_vectors(), WEB_DEPTH, progress)
+
+    return load_or_build(path, build, (len(distinct), WEB_DEPTH))
 
 
-class _DistinctVectors:
-    """The distinct queries' embeddings, computed (or fetched) on first call only."""
+def _distinct_vectors(
+    keys: list[str], distinct: list[str], vectors: Callable[[], np.ndarray | None] | None, progress: bool
+) -> Callable[[], np.ndarray]:
+    """A function returning the distinct queries' embeddings, computed (or fetched) on its first call only."""
 
-    def __init__(
-        self,
-        keys: list[str],
-        distinct: list[str],
-        vectors: Callable[[], np.ndarray | None] | None,
-        progress: bool,
-    ) -> None:
-        self._keys, self._distinct, self._vectors, self._progress = keys, distinct, vectors, progress
-        self._value: np.ndarray | None = None
+    @functools.cache
+    def get() -> np.ndarray:
+        given = vectors() if vectors is not None else None
+        if given is None:
+            return _embed_queries(distinct, progress)
+        first: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            if key:
+                first.setdefault(key, i)
+        return np.asarray(given, dtype=np.float32)[[first[k] for k in distinct]]
 
-    def __call__(self) -> np.ndarray:
-        if self._value is None:
-            given = self._vectors() if self._vectors is not None else None
-            if given is None:
-                self._value = _embed_queries(self._distinct, self._progress)
-            else:
-                first: dict[str, int] = {}
-                for i, key in enumerate(self._keys):
-                    if key:
-                        first.setdefault(key, i)
-                self._value = np.asarray(given, dtype=np.float32)[[first[k] for k in self._distinct]]
-        return self._value
+    return get
 
 
 def rank_table(
