@@ -30,6 +30,8 @@ class ConceptSpace:
         query_texts: the search query the env sends for each position.
         embeddings: concept-text embeddings, float32 (n, d), rows L2-normalised.
         cluster_labels: k-means cluster of each position, int64 (n,).
+        query_embeddings: embeddings of ``query_texts`` as the search engine is sent them, float32
+            (n, d'), rows L2-normalised; None where the vocabulary has not cached them.
     """
 
     n: int
@@ -38,29 +40,30 @@ class ConceptSpace:
     query_texts: tuple[str, ...]
     embeddings: np.ndarray
     cluster_labels: np.ndarray
+    query_embeddings: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = self.n
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"ConceptSpace.n must be an integer >= 1, got {n!r}")
         ids = np.asarray(self.ids, dtype=np.int64).reshape(-1)
-        embeddings = np.ascontiguousarray(self.embeddings, dtype=np.float32)
+        embeddings = _unit_rows("embeddings", self.embeddings, n)
+        queries = None
+        if self.query_embeddings is not None:
+            queries = _unit_rows("query_embeddings", self.query_embeddings, n)
         labels = np.asarray(self.cluster_labels, dtype=np.int64).reshape(-1)
-        if embeddings.ndim != 2 or embeddings.shape[0] != n:
-            raise ValueError(f"ConceptSpace.embeddings must have shape ({n}, d), got {embeddings.shape}")
-        norms = np.linalg.norm(embeddings, axis=1)
-        if not np.allclose(norms, 1.0, atol=1e-3):
-            raise ValueError("ConceptSpace.embeddings rows must be L2-normalised")
         for name, value in (("ids", ids), ("cluster_labels", labels)):
             if value.shape != (n,):
                 raise ValueError(f"ConceptSpace.{name} must have shape ({n},), got {value.shape}")
         for name in ("texts", "query_texts"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"ConceptSpace.{name} must hold {n} strings")
-        for array in (ids, embeddings, labels):
-            array.setflags(write=False)
+        for array in (ids, embeddings, labels, queries):
+            if array is not None:
+                array.setflags(write=False)
         object.__setattr__(self, "ids", ids)
         object.__setattr__(self, "embeddings", embeddings)
+        object.__setattr__(self, "query_embeddings", queries)
         object.__setattr__(self, "cluster_labels", labels)
         object.__setattr__(self, "texts", tuple(self.texts))
         object.__setattr__(self, "query_texts", tuple(self.query_texts))
@@ -69,11 +72,13 @@ class ConceptSpace:
     def from_env(cls, env: Any) -> ConceptSpace:
         """Read the concept space of an Internet Explorer env (wrapped or not).
 
-        Uses ``env.unwrapped.vocabulary`` (``ids``, ``texts``, ``query_texts``),
-        ``env.unwrapped.concept_embeddings`` and ``env.unwrapped.cluster_labels``.
+        Uses ``env.unwrapped.vocabulary`` (``ids``, ``texts``, ``query_texts`` and, where cached,
+        ``query_embeddings``), ``env.unwrapped.concept_embeddings`` and ``env.unwrapped.cluster_labels``.
         """
         base = env.unwrapped
         vocabulary = base.vocabulary
+        read_queries = getattr(vocabulary, "query_embeddings", None)
+        queries = read_queries(build=False, show_progress=False) if read_queries else None
         return cls(
             n=len(vocabulary.ids),
             ids=np.asarray(vocabulary.ids),
@@ -81,12 +86,22 @@ class ConceptSpace:
             query_texts=tuple(vocabulary.query_texts),
             embeddings=np.asarray(base.concept_embeddings),
             cluster_labels=np.asarray(base.cluster_labels),
+            query_embeddings=None if queries is None else np.asarray(queries),
         )
 
     @property
     def n_clusters(self) -> int:
         """Number of clusters (largest label + 1)."""
         return int(self.cluster_labels.max()) + 1
+
+
+def _unit_rows(name: str, value: Any, n: int) -> np.ndarray:
+    array = np.ascontiguousarray(value, dtype=np.float32)
+    if array.ndim != 2 or array.shape[0] != n:
+        raise ValueError(f"ConceptSpace.{name} must have shape ({n}, d), got {array.shape}")
+    if not np.allclose(np.linalg.norm(array, axis=1), 1.0, atol=1e-3):
+        raise ValueError(f"ConceptSpace.{name} rows must be L2-normalised")
+    return array
 
 
 class Agent(abc.ABC):

@@ -24,6 +24,13 @@ differ in how an iteration's queries are chosen:
   captions of high-reward images rise even before anything near them was queried. Any GP agent can
   do this with ``captions=True``. It also spreads each iteration's picks (``max_similarity`` 0.8:
   no two picks with text cosine >= 0.8; near-synonyms return the same images), with ℓ = 0.7, β = 1.
+
+Where the GP lives: ``features="concept"`` (the paper's, and the default of every agent but
+``caption_zucb``) places each concept at its concept-text embedding ("lemma (hypernym): gloss");
+``features="query"`` at the embedding of the query the env sends for it
+(:attr:`ConceptSpace.query_embeddings`). The second is the space the search engine ranks captions in,
+and the one where the captions' own embeddings lie (short texts, not glosses), so caption
+observations inform the concepts whose queries would find such captions.
 """
 
 from __future__ import annotations
@@ -32,9 +39,11 @@ from dataclasses import asdict
 from typing import Any
 
 import numpy as np
-from ie_env.agents.base import Agent
+from ie_env.agents.base import Agent, ConceptSpace
 from ie_env.agents.gp import GaussianProcess, GPConfig
 from ie_env.agents.policy import SMR, calc_prob, sample
+
+FEATURES = ("concept", "query")
 
 
 class GPAgent(Agent):
@@ -44,6 +53,11 @@ class GPAgent(Agent):
         gp: the GP's hyperparameters.
         skip_empty: do not use steps with no new image as GP observations.
         refine: with the fast GP path, recompute σ exactly for this many top-scoring concepts.
+        captions: also fit the GP on the returned images' captions at their text embeddings.
+        max_similarity: UCB-style agents: an iteration's picks keep their feature cosine below this.
+        explore: UCB-style agents: share of an iteration's picks drawn uniformly among unqueried ones.
+        features: ``"concept"`` (concept-text embeddings) or ``"query"`` (query embeddings; embedded
+            here, once per space, where the space does not carry them).
     """
 
     name = "gp"
@@ -56,8 +70,12 @@ class GPAgent(Agent):
         captions: bool = False,
         max_similarity: float = 1.0,
         explore: float = 0.0,
+        features: str = "concept",
     ) -> None:
         super().__init__()
+        if features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+        self.features = features
         self.max_similarity = max_similarity
         self.explore = explore
         self.gp_config = gp or GPConfig()
@@ -65,9 +83,11 @@ class GPAgent(Agent):
         self.refine = refine
         self.captions = captions
         self._caption_vectors: dict[str, np.ndarray] = {}  # text -> embedding, kept across episodes
+        self._embedded_queries: tuple[ConceptSpace, np.ndarray] | None = None
 
     def _reset(self) -> None:
         n = self.space.n
+        self.vectors = self._feature_vectors(self.space)
         self.reward_sum = np.zeros(n)
         self.reward_count = np.zeros(n, dtype=np.int64)
         self.exhausted = np.zeros(n, dtype=bool)
@@ -76,6 +96,23 @@ class GPAgent(Agent):
         self.gp = GaussianProcess(self.gp_config)
         self.caption_sum: dict[str, float] = {}
         self.caption_count: dict[str, int] = {}
+
+    def _feature_vectors(self, space: ConceptSpace) -> np.ndarray:
+        """Where the GP places each concept: (n, d) unit rows (see the module's docstring)."""
+        if self.features == "concept":
+            return space.embeddings
+        if space.query_embeddings is not None:
+            return space.query_embeddings
+        if self._embedded_queries is None or self._embedded_queries[0] is not space:
+            from ie_env.concepts.textembed import embed_texts
+
+            texts = list(space.query_texts)
+            vectors = np.asarray(
+                embed_texts(texts, show_progress=len(texts) > 10_000, bf16=False), dtype=np.float32
+            )
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            self._embedded_queries = (space, vectors)
+        return self._embedded_queries[1]
 
     @property
     def queried(self) -> np.ndarray:
@@ -111,7 +148,7 @@ class GPAgent(Agent):
         """
         space, _ = self._require_reset()
         seen = np.flatnonzero(self.reward_count > 0)
-        x, y, counts = space.embeddings[seen], self.observed_mean()[seen], self.reward_count[seen]
+        x, y, counts = self.vectors[seen], self.observed_mean()[seen], self.reward_count[seen]
         texts = sorted(self.caption_sum)
         if not texts:
             return x, y, counts
@@ -137,10 +174,10 @@ class GPAgent(Agent):
         if len(y) == 0:
             return
         self.gp.fit(x, y, counts)
-        self.mean, self.std = self.gp.predict(space.embeddings)
+        self.mean, self.std = self.gp.predict(self.vectors)
         if len(y) * space.n > self.gp_config.exact_limit and self.refine > 0:
             top = np.argsort(-self._refine_score())[: self.refine]
-            self.mean[top], self.std[top] = self.gp.predict(space.embeddings[top], method="exact")
+            self.mean[top], self.std[top] = self.gp.predict(self.vectors[top], method="exact")
 
     def _refine_score(self) -> np.ndarray:
         return self.mean + self.std
@@ -175,7 +212,7 @@ class GPAgent(Agent):
 
         Candidates too close to a pick fill up the batch only when too few others are left.
         """
-        vectors = self.space.embeddings
+        vectors = self.vectors
         picks: list[int] = []
         skipped: list[int] = []
         for i in candidates:
@@ -221,7 +258,8 @@ class GPAgent(Agent):
     def hyperparameters(self) -> dict[str, Any]:
         """The agent's settings, for logs."""
         return {**asdict(self.gp_config), "skip_empty": self.skip_empty, "refine": self.refine,
-                "captions": self.captions, "explore": self.explore}  # fmt: skip
+                "captions": self.captions, "explore": self.explore,
+                "max_similarity": self.max_similarity, "features": self.features}  # fmt: skip
 
 
 class SoftmaxGPAgent(GPAgent):

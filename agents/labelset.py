@@ -39,6 +39,7 @@ def sub_space(space: ConceptSpace, positions: np.ndarray) -> ConceptSpace:
         query_texts=tuple(space.query_texts[p] for p in positions),
         embeddings=space.embeddings[positions],
         cluster_labels=labels.astype(np.int64),
+        query_embeddings=None if space.query_embeddings is None else space.query_embeddings[positions],
     )
 
 

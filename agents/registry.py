@@ -78,6 +78,8 @@ class GPAgentConfig:
             caption_zucb, 0.25 found the shop in more fmnist seeds but exploited it less (frozen
             env, 10 x 16 x 5, 16 seeds: relevant fraction 0.287 against 0.323; shop-3, 8 seeds:
             0.119 against 0.153).
+        features: where the GP places each concept: ``"concept"`` (its concept-text embedding, the
+            paper's) or ``"query"`` (the embedding of the query the env sends for it).
     """
 
     length_scale: float = 1.0
@@ -90,8 +92,10 @@ class GPAgentConfig:
     captions: bool = False
     max_similarity: float = 1.0
     explore: float = 0.0
+    features: str = "concept"
 
     def __post_init__(self) -> None:
+        check_choice(self, "features", ("concept", "query"))
         for field in ("length_scale", "noise", "signal_variance"):
             check_number(self, field, 0.0, low_open=True)
         check_bool(self, "standardize")
@@ -120,6 +124,7 @@ class GPAgentConfig:
             "captions": self.captions,
             "max_similarity": self.max_similarity,
             "explore": self.explore,
+            "features": self.features,
         }
 
 

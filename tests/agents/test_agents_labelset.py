@@ -90,3 +90,9 @@ def test_sub_space_renumbers_clusters():
     sub = sub_space(space, np.asarray([1, 3]))
     assert sub.ids.tolist() == [11, 13] and sub.texts == ("b", "d")
     assert sub.cluster_labels.tolist() == [0, 1] and sub.n_clusters == 2
+    assert sub.query_embeddings is None
+    with_queries = ConceptSpace(4, np.arange(4), tuple("abcd"), tuple("abcd"), vectors, np.zeros(4),
+                                query_embeddings=vectors[::-1])  # fmt: skip
+    np.testing.assert_array_equal(
+        sub_space(with_queries, np.asarray([1, 3])).query_embeddings, vectors[[2, 0]]
+    )
