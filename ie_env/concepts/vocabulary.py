@@ -128,6 +128,7 @@ class Vocabulary:
         self._by_lemma: dict[str, list[int]] | None = None
         self._position: dict[int, int] | None = None
         self._embeddings: np.ndarray | None = None
+        self._query_embeddings: np.ndarray | None = None
 
     # -- construction -----------------------------------------------------------------------
 
@@ -325,7 +326,16 @@ class Vocabulary:
         concept queries with them and the env's search server preloads them, so both rank with the
         same vectors. Cached for the whole vocabulary (``ie-vocab embed`` builds them with the concept
         embeddings) and sliced for a subset; a subset without the full cache embeds just its own queries.
+        Kept in memory (read-only) after the first load.
         """
+        if self._query_embeddings is None:
+            vectors = self._load_query_embeddings(build, show_progress)
+            if vectors is not None:
+                vectors.setflags(write=False)
+            self._query_embeddings = vectors
+        return self._query_embeddings
+
+    def _load_query_embeddings(self, build: bool, show_progress: bool) -> np.ndarray | None:
         from ie_env.concepts import textembed
 
         full_queries = self._full_queries()
