@@ -23,14 +23,18 @@ differ in how an iteration's queries are chosen:
   query informs the GP at several places of the text space, and concepts whose text is close to the
   captions of high-reward images rise even before anything near them was queried. Any GP agent can
   do this with ``captions=True``. It also spreads each iteration's picks (``max_similarity`` 0.8:
-  no two picks with text cosine >= 0.8; near-synonyms return the same images), with ℓ = 0.7, β = 1.
+  no two picks with cosine >= 0.8; near-synonyms return the same images), with ℓ = 0.7, β = 1, and
+  its GP lives in query-embedding space (``features="query"``, below).
 
 Where the GP lives: ``features="concept"`` (the paper's, and the default of every agent but
 ``caption_zucb``) places each concept at its concept-text embedding ("lemma (hypernym): gloss");
 ``features="query"`` at the embedding of the query the env sends for it
 (:attr:`ConceptSpace.query_embeddings`). The second is the space the search engine ranks captions in,
 and the one where the captions' own embeddings lie (short texts, not glosses), so caption
-observations inform the concepts whose queries would find such captions.
+observations inform the concepts whose queries would find such captions. Measured for caption_zucb
+on the frozen env (10 x 16 queries x 5 results), relevant fraction with concept / query features:
+fmnist 0.328 / 0.421 (16 seeds), shop-3 0.124 / 0.284, ocp-10 0.062 / 0.076 (8 seeds each). The offline web's search engine
+ranks by the same text model, so on a live engine the gain may be smaller.
 """
 
 from __future__ import annotations

@@ -110,3 +110,9 @@ def test_concept_space_from_env_carries_the_query_embeddings(frozen_env):
     np.testing.assert_array_equal(space.query_embeddings, vocabulary.query_embeddings(build=False))
     with pytest.raises(ValueError):
         space.query_embeddings[0, 0] = 1.0
+
+
+def test_only_caption_zucb_defaults_to_query_features():
+    assert make_agent("caption_zucb").features == "query"
+    for name in ("softmax_gp", "ucb", "thompson", "epsilon_greedy", "zucb"):
+        assert make_agent(name).features == "concept", name
