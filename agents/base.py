@@ -30,8 +30,9 @@ class ConceptSpace:
         query_texts: the search query the env sends for each position.
         embeddings: concept-text embeddings, float32 (n, d), rows L2-normalised.
         cluster_labels: k-means cluster of each position, int64 (n,).
-        query_embeddings: embeddings of ``query_texts`` as the search engine is sent them, float32
-            (n, d'), rows L2-normalised; None where the vocabulary has not cached them.
+        query_embeddings: embeddings of ``query_texts`` (the vectors the offline search engine ranks
+            them with), float32 (n, d'), rows L2-normalised; None where the vocabulary has not cached
+            them.
     """
 
     n: int

@@ -33,8 +33,9 @@ Where the GP lives: ``features="concept"`` (the paper's, and the default of ever
 and the one where the captions' own embeddings lie (short texts, not glosses), so caption
 observations inform the concepts whose queries would find such captions. Measured for caption_zucb
 on the frozen env (10 x 16 queries x 5 results), relevant fraction with concept / query features:
-fmnist 0.328 / 0.421 (16 seeds), shop-3 0.124 / 0.284, ocp-10 0.062 / 0.076 (8 seeds each). The offline web's search engine
-ranks by the same text model, so on a live engine the gain may be smaller.
+fmnist 0.328 / 0.421 (16 seeds), shop-3 0.124 / 0.284, ocp-10 0.062 / 0.076 (8 seeds each). The
+offline web's search engine ranks by the same text model, so on a live engine the gain may be
+smaller.
 """
 
 from __future__ import annotations
