@@ -78,8 +78,7 @@ class ConceptSpace:
         """
         base = env.unwrapped
         vocabulary = base.vocabulary
-        read_queries = getattr(vocabulary, "query_embeddings", None)
-        queries = read_queries(build=False, show_progress=False) if read_queries else None
+        queries = vocabulary.query_embeddings(build=False, show_progress=False)
         return cls(
             n=len(vocabulary.ids),
             ids=np.asarray(vocabulary.ids),
@@ -87,7 +86,7 @@ class ConceptSpace:
             query_texts=tuple(vocabulary.query_texts),
             embeddings=np.asarray(base.concept_embeddings),
             cluster_labels=np.asarray(base.cluster_labels),
-            query_embeddings=None if queries is None else np.asarray(queries),
+            query_embeddings=queries,
         )
 
     @property

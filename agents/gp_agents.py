@@ -111,11 +111,8 @@ class GPAgent(Agent):
         if self._embedded_queries is None or self._embedded_queries[0] is not space:
             from ie_env.concepts.textembed import embed_texts
 
-            texts = list(space.query_texts)
-            vectors = np.asarray(
-                embed_texts(texts, show_progress=len(texts) > 10_000, bf16=False), dtype=np.float32
-            )
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            texts = list(space.query_texts)  # float32 unit rows, as the captions' vectors
+            vectors = embed_texts(texts, show_progress=len(texts) > 10_000, bf16=False)
             self._embedded_queries = (space, vectors)
         return self._embedded_queries[1]
 
