@@ -184,6 +184,33 @@ class CaptionZUCBConfig(ZUCBConfig):
 
 
 @dataclass(frozen=True)
+class SearchZUCBConfig(CaptionZUCBConfig):
+    """``search_zucb``: uniform search until an image or a step stands out, then ``caption_zucb``.
+
+    Attributes:
+        gate: robust z (against the search's own image rewards) that ends the search.
+        step_gate: robust z of a step's reward (against the search's steps) that ends it.
+        min_images: search images before an image may end the search.
+        min_steps: search steps before a step may end it.
+        confirm: back to search after a climbing iteration where nothing stood out.
+    """
+
+    gate: float = 2.5
+    step_gate: float = 3.0
+    min_images: int = 40
+    min_steps: int = 8
+    confirm: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_number(self, "gate", 0.0, low_open=True)
+        check_number(self, "step_gate", 0.0, low_open=True)
+        check_int(self, "min_images", 1)
+        check_int(self, "min_steps", 1)
+        check_bool(self, "confirm")
+
+
+@dataclass(frozen=True)
 class ThompsonConfig(GPAgentConfig):
     """``thompson``: Thompson sampling from the GP's marginal posteriors."""
 
@@ -363,6 +390,13 @@ def _gp(cls_name: str, *extra: str) -> Callable[[Any, Any], Agent]:
     return build
 
 
+def _search(config: SearchZUCBConfig, env: Any) -> Agent:
+    from ie_env.agents.search import SearchThenClimbAgent
+
+    extra = ("beta", "gate", "step_gate", "min_images", "min_steps", "confirm")
+    return SearchThenClimbAgent(**config.gp_kwargs(), **{field: getattr(config, field) for field in extra})
+
+
 def _random(config: RandomConfig, env: Any) -> Agent:
     from ie_env.agents.baselines import RandomAgent
 
@@ -396,6 +430,14 @@ register(AgentSpec("zucb", ZUCBConfig, _gp("UCBAgent", "beta"), "standardised GP
 register(
     AgentSpec(
         "caption_zucb", CaptionZUCBConfig, _gp("UCBAgent", "beta"), "zucb that also learns from captions"
+    )
+)
+register(
+    AgentSpec(
+        "search_zucb",
+        SearchZUCBConfig,
+        _search,
+        "uniform search until an image stands out, then caption_zucb",
     )
 )
 register(AgentSpec("ppo", PPOConfig, _ppo, "stable-baselines3 PPO (wrapped actions)", needs_env=True))

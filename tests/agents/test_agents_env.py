@@ -92,7 +92,7 @@ def test_ceiling_agent_is_asked_per_step(frozen_env):
 
 
 @pytest.mark.parametrize(
-    "name", ["softmax_gp", "ucb", "thompson", "epsilon_greedy", "zucb", "oracle", "random"]
+    "name", ["softmax_gp", "ucb", "thompson", "epsilon_greedy", "zucb", "search_zucb", "oracle", "random"]
 )
 def test_state_dict_round_trip(frozen_env, name):
     space = ConceptSpace.from_env(frozen_env)
