@@ -9,6 +9,7 @@ names, the privileged relevance table, the env itself for PPO) get it from the `
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -181,6 +182,9 @@ class CaptionZUCBConfig(ZUCBConfig):
     beta: float = 1.0
     max_similarity: float = 0.8
     features: str = "query"
+
+
+SEARCH_FIELDS = ("beta", "gate", "step_gate", "min_images", "min_steps", "confirm")
 
 
 @dataclass(frozen=True)
@@ -379,22 +383,14 @@ def _oracle(config: OracleConfig, env: Any) -> Agent:
     return RelevanceOracle(privileged_relevance(env))
 
 
-def _gp(cls_name: str, *extra: str) -> Callable[[Any, Any], Agent]:
+def _gp(cls_name: str, *extra: str, module: str = "gp_agents") -> Callable[[Any, Any], Agent]:
     def build(config: GPAgentConfig, env: Any) -> Agent:
-        from ie_env.agents import gp_agents
-
-        return getattr(gp_agents, cls_name)(
+        agents = importlib.import_module(f"ie_env.agents.{module}")
+        return getattr(agents, cls_name)(
             **config.gp_kwargs(), **{field: getattr(config, field) for field in extra}
         )
 
     return build
-
-
-def _search(config: SearchZUCBConfig, env: Any) -> Agent:
-    from ie_env.agents.search import SearchThenClimbAgent
-
-    extra = ("beta", "gate", "step_gate", "min_images", "min_steps", "confirm")
-    return SearchThenClimbAgent(**config.gp_kwargs(), **{field: getattr(config, field) for field in extra})
 
 
 def _random(config: RandomConfig, env: Any) -> Agent:
@@ -436,7 +432,7 @@ register(
     AgentSpec(
         "search_zucb",
         SearchZUCBConfig,
-        _search,
+        _gp("SearchThenClimbAgent", *SEARCH_FIELDS, module="search"),
         "uniform search until an image stands out, then caption_zucb",
     )
 )

@@ -82,8 +82,7 @@ class SearchThenClimbAgent(UCBAgent):
         self.climbing = False
         self.search_images: list[float] = []  # the null: every image reward seen while searching
         self.search_steps: list[float] = []
-        self.new_images: list[float] = []  # seen while searching since the last climb began
-        self.new_steps: list[float] = []
+        self.new_from = (0, 0)  # where the search's images / steps since the last climb begin
         self.iteration_images: list[float] = []  # seen while climbing this iteration
         self.iteration_steps: list[float] = []
         self.queue: list[int] = []
@@ -112,14 +111,15 @@ class SearchThenClimbAgent(UCBAgent):
         else:
             self.search_images += images
             self.search_steps += step
-            self.new_images += images
-            self.new_steps += step
         super().update(action, reward, info)
         self.steps_this_iteration += 1
-        if not self.climbing and self.stands_out(self.new_images, self.new_steps):
+        images_from, steps_from = self.new_from
+        new_images, new_steps = self.search_images[images_from:], self.search_steps[steps_from:]
+        if not self.climbing and self.stands_out(new_images, new_steps):
             self.climbing = True
             self.switches["climbs"] += 1
-            self.new_images, self.new_steps, self.iteration_images, self.iteration_steps = [], [], [], []
+            self.new_from = (len(self.search_images), len(self.search_steps))
+            self.iteration_images, self.iteration_steps = [], []
             UCBAgent.end_iteration(self)  # fit the GP now: the rest of this iteration climbs
             self.queue = []
 
@@ -156,8 +156,7 @@ class SearchThenClimbAgent(UCBAgent):
             "climbing": np.asarray(self.climbing),
             "search_images": np.asarray(self.search_images, dtype=np.float64),
             "search_steps": np.asarray(self.search_steps, dtype=np.float64),
-            "new_images": np.asarray(self.new_images, dtype=np.float64),
-            "new_steps": np.asarray(self.new_steps, dtype=np.float64),
+            "new_from": np.asarray(self.new_from),
             "steps_per_iteration": np.asarray(self.steps_per_iteration),
             "switches": np.asarray([self.switches["climbs"], self.switches["false_leads"]]),
         }
@@ -165,8 +164,10 @@ class SearchThenClimbAgent(UCBAgent):
     def _load(self, state: dict[str, Any]) -> None:
         state = dict(state)
         self.climbing = bool(state.pop("climbing"))
-        for key in ("search_images", "search_steps", "new_images", "new_steps"):
+        for key in ("search_images", "search_steps"):
             setattr(self, key, [float(v) for v in np.asarray(state.pop(key)).reshape(-1)])
+        images_from, steps_from = (int(v) for v in np.asarray(state.pop("new_from")).reshape(-1))
+        self.new_from = (images_from, steps_from)
         self.steps_per_iteration = int(state.pop("steps_per_iteration"))
         climbs, false_leads = (int(v) for v in np.asarray(state.pop("switches")).reshape(-1))
         self.switches = {"climbs": climbs, "false_leads": false_leads}
