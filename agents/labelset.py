@@ -75,6 +75,8 @@ class LabelSetAgent(Agent):
             )
         self.class_query_share = float(class_query_share)
         self.name = inner.name
+        # an inner agent that asks before every step: the class names take their share step by step
+        self.per_step = bool(getattr(inner, "per_step", False))
         self.kept: np.ndarray = np.zeros(0, dtype=np.int64)
         self.groups: list[list[int]] = []
         self._sub_of: dict[int, int] = {}
@@ -92,6 +94,7 @@ class LabelSetAgent(Agent):
             sorted(position_of[int(i)] for i in self.label_set.concept_ids), dtype=np.int64
         )
         self._sub_of = {int(p): s for s, p in enumerate(self.kept)}
+        self.proposed = 0  # steps proposed one at a time (per-step inner agents)
         self.groups = []
         for c, ids in enumerate(self.label_set.class_concept_ids):
             if ids:
@@ -105,6 +108,8 @@ class LabelSetAgent(Agent):
         """``round(k * class_query_share)`` class-name queries, the rest from the inner agent, shuffled."""
         space, rng = self._require_reset()
         k = self._check_k(k)
+        if self.per_step:
+            return [self._propose_one(rng) for _ in range(k)]
         n_class = round(k * self.class_query_share)
         picks = []
         for _ in range(n_class):
@@ -115,6 +120,15 @@ class LabelSetAgent(Agent):
         if 0 < n_class < k:
             picks = [picks[i] for i in rng.permutation(k)]
         return picks
+
+    def _propose_one(self, rng: np.random.Generator) -> int:
+        """Step ``t`` is a class name when ``floor((t + 1) * share)`` passes ``floor(t * share)``."""
+        t, share = self.proposed, self.class_query_share
+        self.proposed += 1
+        if np.floor((t + 1) * share) > np.floor(t * share):
+            group = self.groups[int(rng.integers(len(self.groups)))]
+            return group[int(rng.integers(len(group)))]
+        return int(self.kept[self.inner.propose(1)[0]])
 
     def update(self, action: int, reward: float, info: dict[str, Any]) -> None:
         """Pass the step to the inner agent when its concept is in the reduced vocabulary."""
@@ -127,13 +141,15 @@ class LabelSetAgent(Agent):
         self.inner.end_iteration()
 
     def _state(self) -> dict[str, Any]:
-        return {f"inner.{key}": value for key, value in self.inner._state().items()}
+        inner = {f"inner.{key}": value for key, value in self.inner._state().items()}
+        return {**inner, "proposed": np.asarray(self.proposed)}
 
     def _load(self, state: dict[str, Any]) -> None:
         inner = {
             key.removeprefix("inner."): value for key, value in state.items() if key.startswith("inner.")
         }
-        unknown = sorted(set(state) - {f"inner.{key}" for key in inner})
+        self.proposed = int(state.get("proposed", 0))
+        unknown = sorted(set(state) - {f"inner.{key}" for key in inner} - {"proposed"})
         if unknown:
             raise ValueError(f"LabelSetAgent has no state keys {unknown}")
         self.inner._load(inner)

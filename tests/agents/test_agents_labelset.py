@@ -69,6 +69,25 @@ def test_state_round_trip_gives_the_same_next_queries(frozen_env):
         second.load_state_dict({"bogus": 1})
 
 
+def test_an_agent_that_asks_before_every_step_gets_its_share_step_by_step(frozen_env):
+    agent = make_agent("search_zucb", frozen_env, label_set={"fraction": 0.25, "class_query_share": 0.5})
+    assert agent.per_step  # the run loop asks for one action at a time
+    records = run_episode(agent, frozen_env, agent_seed=1, env_seed=0)
+    assert len(records) == 16 and {r.action for r in records} <= set(agent.kept.tolist())
+    classes = {p for group in agent.groups for p in group}
+    odd = [r.action in classes for r in records[1::2]]
+    assert all(odd)  # steps 1, 3, 5, ...: class names; the others the inner agent's
+    inner_steps = [r.action for r in records[0::2]]
+    per_iteration = frozen_env.unwrapped.config.queries_per_iteration
+    assert agent.inner.steps_per_iteration == per_iteration  # every step reached the inner agent
+    assert len(set(inner_steps)) == len(inner_steps)  # its uniform search never repeats
+    state = agent.state_dict()
+    clone = make_agent("search_zucb", frozen_env, label_set={"fraction": 0.25, "class_query_share": 0.5})
+    clone.reset(ConceptSpace.from_env(frozen_env), np.random.default_rng(9))
+    clone.load_state_dict(state)
+    assert clone.proposed == 16 and clone.propose(1)[0] in set(agent.kept.tolist())
+
+
 def test_agents_that_read_the_env_and_bad_settings_are_refused(frozen_env):
     for name in ("labels", "oracle", "ppo"):
         with pytest.raises(ValueError, match="concept space"):
