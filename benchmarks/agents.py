@@ -47,6 +47,7 @@ from _common import finish, parser  # noqa: E402
 
 AGENTS = (
     "random", "labels", "labels_half", "softmax_gp", "ucb", "thompson", "epsilon_greedy", "zucb", "caption_zucb",
+    "search_zucb",
 )  # fmt: skip
 VARIANTS = ("descriptors", "labels")
 BUDGET = {"budget": 160, "queries_per_iteration": 16, "results_per_query": 5}

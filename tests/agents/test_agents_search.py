@@ -77,6 +77,55 @@ def test_below_the_gate_it_keeps_searching(space):
     assert not agent.climbing
 
 
+SCALE = 1.4826 * 0.01  # the robust scale of step()'s images: median 0.9, MAD 0.01
+
+
+def rewards_at(*zs: float) -> list[float]:
+    """Five image rewards: three at the search's median, the others at these robust z."""
+    return [0.9] * (5 - len(zs)) + [0.9 + z * SCALE for z in zs]
+
+
+def test_two_fairly_high_images_of_one_step_stand_out_where_one_does_not(space):
+    settings = {"gate": 3.0, "pair_gate": 2.5, "pair_second": 2.0, "step_gate": None}
+    for zs, climbs in (((2.8,), False), ((2.8, 2.3), True), ((2.8, 1.7), False), ((3.2,), True)):
+        agent = make(space, seed=1, **settings)
+        for _ in range(6):
+            step(agent, 0.9)
+        images = rewards_at(*zs)
+        agent.update(3, float(np.mean(images)), {"image_rewards": images, "images_kept": 5})
+        assert agent.climbing is climbs, zs
+    single = make(space, seed=1, gate=3.0, pair_gate=None)  # no pair rule
+    for _ in range(6):
+        step(single, 0.9)
+    single.update(3, 0.9, {"image_rewards": rewards_at(2.8, 2.3), "images_kept": 5})
+    assert not single.climbing
+
+
+def test_without_a_step_gate_only_images_end_the_search(space):
+    agent = make(space, seed=1, step_gate=None, min_steps=2)
+    for _ in range(8):
+        step(agent, 0.9)
+    ordinary = {"image_rewards": rewards_at(), "images_kept": 5}
+    agent.update(3, 0.95, ordinary)  # the step's reward far above the others', its images not
+    assert not agent.climbing
+    gated = make(space, seed=1, step_gate=3.0, min_steps=2)
+    for _ in range(8):
+        step(gated, 0.9)
+    gated.update(3, 0.95, ordinary)
+    assert gated.climbing
+
+
+def test_a_step_the_search_did_not_pick_may_end_it_but_never_joins_its_null(space):
+    agent = make(space, seed=1)
+    for _ in range(8):
+        step(agent, 0.9)
+    null = list(agent.search_images)
+    agent.update(5, 0.9, {"image_rewards": rewards_at(), "images_kept": 5})  # e.g. a class-name query
+    assert agent.search_images == null and not agent.climbing
+    agent.update(5, 0.93, {"image_rewards": rewards_at(3.5, 3.0), "images_kept": 5})
+    assert agent.climbing and agent.search_images == null
+
+
 def test_a_climbing_iteration_where_nothing_stands_out_goes_back_to_search(space):
     agent = make(space, seed=2)
     for _ in range(8):
@@ -108,6 +157,7 @@ def test_state_round_trips_between_iterations(space):
     agent = make(space, seed=4)
     for _ in range(8):
         step(agent, 0.9)
+    agent.update(agent.propose(1)[0], 0.0, {"image_rewards": [], "images_kept": 0})  # all duplicates
     step(agent, 0.99)
     step(agent, 0.98)
     agent.end_iteration()
@@ -116,13 +166,26 @@ def test_state_round_trips_between_iterations(space):
     clone.load_state_dict(state)
     assert clone.climbing and clone.search_images == agent.search_images and clone.switches == agent.switches
     assert [clone.propose(1)[0] for _ in range(3)] == [agent.propose(1)[0] for _ in range(3)]
+    step(agent, 0.99)  # mid-iteration (a Ctrl-C checkpoint): the iteration so far and the queue travel too
+    middle = make(space, seed=98)
+    middle.load_state_dict(agent.state_dict())
+    assert (middle.iteration_images, middle.steps_this_iteration) == (agent.iteration_images, 1)
+    assert [middle.propose(1)[0] for _ in range(3)] == [agent.propose(1)[0] for _ in range(3)]
 
 
 def test_settings_are_validated():
     with pytest.raises(ValueError, match="SearchZUCBConfig.gate"):
         make_agent("search_zucb", gate=0)
+    with pytest.raises(ValueError, match="SearchZUCBConfig.pair_gate"):
+        make_agent("search_zucb", pair_gate=-1.0)
     with pytest.raises(ValueError, match="SearchZUCBConfig.min_images"):
         make_agent("search_zucb", min_images=0.5)
     agent = make_agent("search_zucb")
     assert (agent.captions, agent.features, agent.beta, agent.max_similarity) == (True, "query", 1.0, 0.8)
-    assert agent.hyperparameters()["gate"] == 2.5
+    settings = agent.hyperparameters()
+    assert (settings["gate"], settings["pair_gate"], settings["pair_second"], settings["step_gate"]) == (
+        3.0,
+        2.5,
+        2.0,
+        None,
+    )

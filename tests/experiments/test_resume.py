@@ -48,7 +48,7 @@ def kill_mid_run(args, run_dir, after_rows, timeout=300.0, signum=signal.SIGKILL
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("agent", ["softmax_gp", "random"])
+@pytest.mark.parametrize("agent", ["softmax_gp", "random", "search_zucb"])
 def test_frozen_resume_after_sigkill_equals_an_uninterrupted_run(home, tmp_path, agent):
     args = [*TINY, "--env", "frozen", "--agent", agent, "--iterations", "150", "--seed", "3"]
     whole, broken = tmp_path / "whole", tmp_path / "broken"
