@@ -105,7 +105,10 @@ class LabelSetAgent(Agent):
         self.inner.reset(sub_space(space, self.kept), self.rng)
 
     def propose(self, k: int) -> list[int]:
-        """``round(k * class_query_share)`` class-name queries, the rest from the inner agent, shuffled."""
+        """``round(k * class_query_share)`` class-name queries, the rest from the inner agent, shuffled.
+
+        Around a per-step inner agent, one step at a time on a running schedule (:meth:`_propose_one`).
+        """
         space, rng = self._require_reset()
         k = self._check_k(k)
         if self.per_step:

@@ -183,9 +183,5 @@ def test_settings_are_validated():
     agent = make_agent("search_zucb")
     assert (agent.captions, agent.features, agent.beta, agent.max_similarity) == (True, "query", 1.0, 0.8)
     settings = agent.hyperparameters()
-    assert (settings["gate"], settings["pair_gate"], settings["pair_second"], settings["step_gate"]) == (
-        3.0,
-        2.5,
-        2.0,
-        None,
-    )
+    gates = [settings[key] for key in ("gate", "pair_gate", "pair_second", "step_gate")]
+    assert gates == [3.0, 2.5, 2.0, None]
