@@ -4,7 +4,9 @@ Writes JSON keys ``embed_concepts_per_s`` (concept texts embedded per second by 
 the precision the runtime picks, bfloat16 where the CPU has it; model load excluded, median of
 repeats), ``embed_fp32_concepts_per_s`` and ``embed_bf16_ratio`` (bf16 / fp32 on the same texts in
 the same run, repeats alternating; target >= 2.0; 1.0 where the CPU has no native bf16),
-``embed_bf16_min_cosine`` (the worst cosine between a bf16 and an fp32 embedding), ``load_s`` (seconds to load the full vocabulary with its
+``embed_bf16_min_cosine`` (the worst cosine between a bf16 and an fp32 embedding),
+``embed_library_ratio`` (our token-count-batched forward pass / sentence-transformers' ``encode``,
+same texts, batch size and precision, same run) with ``embed_library_min_cosine``, ``load_s`` (seconds to load the full vocabulary with its
 cached embeddings in a warm process, median of repeats; target < 2 s), plus
 ``load_cold_process_s`` (the same in a fresh Python process, imports included).
 
@@ -13,7 +15,7 @@ Usage::
     python benchmarks/vocabulary.py [--quick] [--json out.json] [--threads N]
 
 The full vocabulary's embeddings must be cached for ``load_s`` (``ie-vocab embed --subset full``,
-about 20 min on one core); without them ``--quick`` measures the ``small`` subset instead and says so,
+about 6 min on 2 cores with bf16); without them ``--quick`` measures the ``small`` subset instead and says so,
 and the full run builds them first.
 """
 
@@ -28,21 +30,36 @@ from _common import finish, median, parser
 
 
 def measure_embedding(texts: list[str], repeats: int) -> dict[str, float]:
-    """Texts per second in bf16 and fp32, alternating repeats, and the worst cosine between the two."""
+    """Texts per second in bf16, fp32 and through the library's ``encode``, alternating repeats.
+
+    Also the worst cosine between bf16 and fp32, and between ours and the library's (same precision).
+    """
+    from ie_env import runtime
     from ie_env.concepts import textembed
 
+    bf16_native = runtime.bf16_enabled("cpu")
+    variants = {
+        "bf16": lambda: textembed.embed_texts(texts, bf16=True),
+        "fp32": lambda: textembed.embed_texts(texts, bf16=False),
+        "library": lambda: textembed.library_embed_texts(texts, textembed.TEXT_BATCH, False, bf16_native),
+    }
     textembed.embed_texts(texts[:32])  # load the model and warm up
-    rates: dict[bool, list[float]] = {True: [], False: []}
-    vectors: dict[bool, np.ndarray] = {}
+    textembed.library_embed_texts(texts[:32], textembed.TEXT_BATCH, False, bf16_native)
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    vectors: dict[str, np.ndarray] = {}
     for _ in range(repeats):
-        for bf16 in (True, False):
+        for name, run in variants.items():
             started = time.perf_counter()
-            vectors[bf16] = textembed.embed_texts(texts, bf16=bf16)
-            rates[bf16].append(len(texts) / (time.perf_counter() - started))
+            vectors[name] = run()
+            rates[name].append(len(texts) / (time.perf_counter() - started))
+    ours = "bf16" if bf16_native else "fp32"
     return {
-        "bf16": median(rates[True]),
-        "fp32": median(rates[False]),
-        "min_cosine": float((vectors[True] * vectors[False]).sum(axis=1).min()),
+        "bf16": median(rates["bf16"]),
+        "fp32": median(rates["fp32"]),
+        "library": median(rates["library"]),
+        "ours": median(rates[ours]),
+        "min_cosine": float((vectors["bf16"] * vectors["fp32"]).sum(axis=1).min()),
+        "library_min_cosine": float((vectors[ours] * vectors["library"]).sum(axis=1).min()),
     }
 
 
@@ -104,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         "embed_fp32_concepts_per_s": round(rates["fp32"], 1),
         "embed_bf16_ratio": round(rates["bf16"] / rates["fp32"], 3) if bf16 else 1.0,
         "embed_bf16_min_cosine": round(rates["min_cosine"], 6),
+        "embed_library_concepts_per_s": round(rates["library"], 1),
+        "embed_library_ratio": round(rates["ours"] / rates["library"], 3),
+        "embed_library_min_cosine": round(rates["library_min_cosine"], 6),
         "bf16_native": bf16,
         "load_s": round(median(load_times), 3),
         "load_cold_process_s": round(cold, 3),

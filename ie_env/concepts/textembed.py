@@ -35,6 +35,7 @@ CHUNK_SIZE = 4096
 # 401 texts/s at 64 against 338 at 256 (median of 3). Short queries gain from bigger batches.
 TEXT_BATCH = 64
 QUERY_BATCH = 256
+TOKENIZE_SLICE = 16_384
 
 
 def model_id() -> str:
@@ -58,27 +59,123 @@ def load_text_model(device: str = "cpu"):
     return bundled.load_model(device=device)
 
 
+def tokenize(texts: Sequence[str], show_progress: bool = False) -> list[list[int]]:
+    """The sentence model's token ids for each text (special tokens added, truncated, unpadded).
+
+    Runs the model's Rust tokenizer directly (checked to give the same ids as the model's wrapper),
+    about 1.3x faster on concept texts and 2.7x on short queries.
+    """
+    if len(texts) == 0:
+        return []
+    encode = _token_encoder()
+    slices = range(0, len(texts), TOKENIZE_SLICE)
+    if show_progress and len(texts) > TOKENIZE_SLICE:
+        from tqdm.auto import tqdm
+
+        slices = tqdm(slices, desc=f"tokenizing {len(texts):,} texts", unit="slice", leave=False)
+    ids: list[list[int]] = []
+    for lo in slices:
+        ids.extend(encode(list(texts[lo : lo + TOKENIZE_SLICE])))
+    return ids
+
+
+@functools.lru_cache(maxsize=1)
+def _token_encoder() -> Callable[[list[str]], list[list[int]]]:
+    """A batch tokenizer: a truncating copy of the model's Rust tokenizer, else the model's wrapper."""
+    model = load_text_model()
+    max_length = int(getattr(model, "max_seq_length", 256) or 256)
+
+    def wrapper(texts: list[str]) -> list[list[int]]:
+        return [
+            list(ids) for ids in model.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        ]
+
+    try:
+        from tokenizers import Tokenizer
+
+        rust = Tokenizer.from_str(model.tokenizer.backend_tokenizer.to_str())
+        rust.enable_truncation(max_length)
+        rust.no_padding()
+
+        def direct(texts: list[str]) -> list[list[int]]:
+            return [encoding.ids for encoding in rust.encode_batch(texts)]
+
+        probe = ["owl", "Barn  OWL (owl): an owl's face; heart-shaped", "caf\u00e9 na\u00efve", "x " * 300]
+        if direct(probe) == wrapper(probe):
+            return direct
+    except Exception:  # noqa: BLE001 - a tokenizer without a Rust backend: use the wrapper
+        pass
+    return wrapper
+
+
+def length_order(token_ids: Sequence[Sequence[int]]) -> np.ndarray:
+    """Positions sorted by token count (stable): batches taken in this order carry almost no padding.
+
+    Sorting by characters, as sentence-transformers does, pads 31% of the vocabulary's concept
+    tokens and 66% of its query tokens in batches of 64 and 256; sorting by tokens, 3% and 9% within
+    4,096 texts and under 1% over the whole vocabulary.
+    """
+    return np.argsort(
+        np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(token_ids)), kind="stable"
+    )
+
+
 def embed_texts(
     texts: Sequence[str],
     batch_size: int = TEXT_BATCH,
     show_progress: bool = False,
     bf16: bool | None = None,
+    token_ids: Sequence[Sequence[int]] | None = None,
 ) -> np.ndarray:
     """Embed texts with the sentence model (bfloat16 autocast where :func:`ie_env.runtime.bf16_enabled`).
+
+    Texts are batched by token count (see :func:`length_order`) and run through the model's own
+    layers, mean-pooled and normalised as the sentence model does (checked on a probe at first use;
+    :meth:`SentenceTransformer.encode` is the fallback).
 
     Args:
         texts: the strings to embed.
         batch_size: texts per forward pass.
         show_progress: draw a progress bar.
         bf16: force bfloat16 autocast on (where native) or off; None lets :mod:`ie_env.runtime` decide.
+        token_ids: ``tokenize(texts)``, when the caller already has it.
 
     Returns:
         float32 array of shape (len(texts), 384), rows L2-normalised.
     """
     if len(texts) == 0:
         return np.zeros((0, EMBED_DIM), dtype=np.float32)
-    model = load_text_model()
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     use_bf16 = runtime.bf16_enabled("cpu") if bf16 is None else bf16 and runtime.bf16_enabled("cpu")
+    encode = _direct_encoder()
+    if encode is None:
+        return library_embed_texts(texts, batch_size, show_progress, use_bf16)
+    ids = tokenize(texts) if token_ids is None else token_ids
+    if len(ids) != len(texts):
+        raise ValueError(f"token_ids has {len(ids)} rows for {len(texts)} texts")
+    order = length_order(ids)
+    out = np.empty((len(texts), EMBED_DIM), dtype=np.float32)
+    progress = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=len(texts), desc="embedding", unit="text")
+    for lo in range(0, len(order), batch_size):
+        batch = order[lo : lo + batch_size]
+        out[batch] = encode([ids[i] for i in batch], use_bf16)
+        if progress is not None:
+            progress.update(len(batch))
+    if progress is not None:
+        progress.close()
+    return out
+
+
+def library_embed_texts(
+    texts: Sequence[str], batch_size: int, show_progress: bool, use_bf16: bool
+) -> np.ndarray:
+    """:meth:`SentenceTransformer.encode`: the reference the direct path is checked against."""
+    model = load_text_model()
     with runtime.autocast("cpu") if use_bf16 else contextlib.nullcontext():
         vectors = model.encode(
             list(texts),
@@ -93,6 +190,48 @@ def embed_texts(
 
 
 @functools.lru_cache(maxsize=1)
+def _direct_encoder() -> Callable[[Sequence[Sequence[int]], bool], np.ndarray] | None:
+    """The sentence model's forward pass on token ids (pad, BERT, mean-pool, normalise), or None.
+
+    None where it does not reproduce :meth:`SentenceTransformer.encode` in float32 on a probe (cosine
+    > 0.9999), e.g. a model package whose layout differs; callers then use the library.
+    """
+    try:
+        import torch
+
+        model = load_text_model()
+        bert = model[0].auto_model
+        pad_id = int(model.tokenizer.pad_token_id or 0)
+
+        def encode(batch: Sequence[Sequence[int]], use_bf16: bool) -> np.ndarray:
+            width = max(len(ids) for ids in batch)
+            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, ids in enumerate(batch):
+                input_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+                mask[row, : len(ids)] = 1
+            with torch.inference_mode(), runtime.autocast("cpu") if use_bf16 else contextlib.nullcontext():
+                hidden = bert(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            weights = mask.unsqueeze(-1).to(torch.float32)
+            pooled = (hidden.float() * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=1).numpy()
+
+        probe = [
+            "owl",
+            "a red bicycle leaning on a wall",
+            "Canis familiaris",
+            "screech owl (owl): a small owl",
+        ]
+        reference = library_embed_texts(probe, 8, False, False)
+        direct = np.concatenate([encode([ids], False) for ids in tokenize(probe)])
+        if float((direct * reference).sum(axis=1).min()) > 0.9999:
+            return encode
+    except Exception:  # noqa: BLE001 - any mismatch in the model's layout means: use the library
+        pass
+    return None
+
+
+@functools.lru_cache(maxsize=1)
 def query_embedder() -> Callable[[Sequence[str]], np.ndarray]:
     """Return the live query embedding: MiniLM's forward pass in float32, without per-call overhead.
 
@@ -101,41 +240,13 @@ def query_embedder() -> Callable[[Sequence[str]], np.ndarray]:
     enough to reorder near-ties). The vocabulary's concept queries are embedded once, in batches and
     bf16 where native (``cached_embeddings(..., queries=True)``), and the server and the frozen world
     both read that table, so they rank concept queries with the same vectors. About 20% less CPU for
-    short queries than :func:`embed_texts`. Falls back to a float32 :func:`embed_texts` unless it
-    reproduces its output on a probe (cosine > 0.999).
+    short queries than sentence-transformers' ``encode``.
     """
-    try:
-        import torch
 
-        model = load_text_model()
-        tokenizer, bert = model.tokenizer, model[0].auto_model
-        max_length = int(getattr(model, "max_seq_length", 256) or 256)
+    def direct(texts: Sequence[str]) -> np.ndarray:
+        return embed_texts(texts, batch_size=max(1, len(texts)), bf16=False)
 
-        def make() -> Callable[[Sequence[str]], np.ndarray]:
-            def direct(texts: Sequence[str]) -> np.ndarray:
-                with torch.inference_mode():
-                    encoded = tokenizer(
-                        list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-                    )
-                    hidden = bert(**encoded).last_hidden_state.float()
-                    mask = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                    return torch.nn.functional.normalize(pooled, dim=1).float().numpy()
-
-            return direct
-
-        probe = ["owl", "a red bicycle leaning on a wall", "Canis familiaris", "screech owl"]
-        reference = embed_texts(probe, bf16=False)
-        direct = make()
-        if float((direct(probe) * reference).sum(axis=1).min()) > 0.999:
-            return direct
-    except Exception:  # noqa: BLE001 - any mismatch in the model's layout means: use the public path
-        pass
-    return _float32_embed_texts
-
-
-def _float32_embed_texts(texts: Sequence[str]) -> np.ndarray:
-    return embed_texts(texts, batch_size=128, bf16=False)
+    return direct
 
 
 def query_precision() -> str:
@@ -271,7 +382,7 @@ def cached_embeddings(
         folder: cache sub-folder.
         queries: these are search queries, stored float32 (the ranking reads them as they are)
             instead of float16, and keyed apart from concept texts. They are embedded in bf16 where
-            native, else with :func:`query_embedder`.
+            native, like concept texts.
 
     Returns:
         float32 (len(texts), 384) L2-normalised embeddings, or None when missing and ``build`` is False.
@@ -292,23 +403,30 @@ def cached_embeddings(
     batch_size = batch_size or (QUERY_BATCH if queries else TEXT_BATCH)
     parts_dir = cache.path.with_suffix(".parts")
     parts_dir.mkdir(parents=True, exist_ok=True)
+    # Chunks follow one global token-count order (little padding anywhere); it depends only on the
+    # texts, so a resumed build finds the same chunks.
+    token_ids = tokenize(texts, show_progress=show_progress)
+    order = length_order(token_ids)
     n_chunks = (len(texts) + chunk_size - 1) // chunk_size
     progress = None
     if show_progress:
         from tqdm.auto import tqdm
 
-        progress = tqdm(total=len(texts), desc=f"embedding {name}", unit="text")
-    chunks = []
+        total_tokens = sum(len(ids) for ids in token_ids)
+        progress = tqdm(
+            total=total_tokens, desc=f"embedding {len(texts):,} {name}", unit="token", unit_scale=True
+        )
+    result = np.empty((len(texts), EMBED_DIM), dtype=np.float32)
     for index in range(n_chunks):
-        lo, hi = index * chunk_size, min(len(texts), (index + 1) * chunk_size)
-        part = EmbeddingCache(parts_dir / f"chunk-{index:05d}-{hi - lo}.npy", dtype)
-        vectors = _chunk(part, texts[lo:hi], queries, batch_size)
-        chunks.append(vectors)
+        positions = order[index * chunk_size : (index + 1) * chunk_size]
+        part = EmbeddingCache(parts_dir / f"sorted-{index:05d}-{len(positions)}.npy", dtype)
+        result[positions] = _chunk(
+            part, [texts[i] for i in positions], [token_ids[i] for i in positions], batch_size
+        )
         if progress is not None:
-            progress.update(hi - lo)
+            progress.update(sum(len(token_ids[i]) for i in positions))
     if progress is not None:
         progress.close()
-    result = np.concatenate(chunks) if chunks else np.zeros((0, EMBED_DIM), dtype=np.float32)
     extra = {
         "name": name,
         "model": model_id(),
@@ -321,7 +439,9 @@ def cached_embeddings(
     return result.astype(dtype).astype(np.float32)
 
 
-def _chunk(part: EmbeddingCache, texts: Sequence[str], queries: bool, batch_size: int) -> np.ndarray:
+def _chunk(
+    part: EmbeddingCache, texts: Sequence[str], token_ids: Sequence[Sequence[int]], batch_size: int
+) -> np.ndarray:
     """One chunk's embeddings: from its saved part when intact, else computed and saved."""
     if part.exists():
         try:
@@ -330,21 +450,6 @@ def _chunk(part: EmbeddingCache, texts: Sequence[str], queries: bool, batch_size
                 return vectors
         except CorruptCacheError:
             pass
-    if queries and not runtime.bf16_enabled("cpu"):
-        vectors = _embed_in_batches(query_embedder(), texts, batch_size)
-    else:
-        vectors = embed_texts(texts, batch_size=batch_size)
+    vectors = embed_texts(texts, batch_size=batch_size, token_ids=token_ids)
     part.write(vectors)
     return vectors
-
-
-def _embed_in_batches(
-    embed: Callable[[Sequence[str]], np.ndarray], texts: Sequence[str], size: int
-) -> np.ndarray:
-    """Embed in batches of similar length (little padding), returned in the original order."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = np.zeros((len(texts), EMBED_DIM), dtype=np.float32)
-    for lo in range(0, len(order), size):
-        batch = order[lo : lo + size]
-        out[batch] = embed([texts[i] for i in batch])
-    return out

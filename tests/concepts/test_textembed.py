@@ -8,6 +8,7 @@ import zlib
 import numpy as np
 import pytest
 
+from ie_env import runtime
 from ie_env.concepts import textembed
 from ie_env.concepts.textembed import EMBED_DIM, CorruptCacheError, cache_for, cached_embeddings
 
@@ -28,7 +29,7 @@ class CountingEmbedder:
         self.calls = 0
         self.fail_after_calls = fail_after_calls
 
-    def __call__(self, texts, batch_size=256, show_progress=False, threads=None):
+    def __call__(self, texts, batch_size=256, show_progress=False, bf16=None, token_ids=None):
         if self.fail_after_calls is not None and self.calls >= self.fail_after_calls:
             raise KeyboardInterrupt("killed")
         self.calls += 1
@@ -41,10 +42,16 @@ class CountingEmbedder:
         return np.stack(rows)
 
 
+def fake_tokenize(texts, show_progress=False):
+    """Token ids whose counts vary with the text, so the build's length order is not the identity."""
+    return [[0] * (1 + zlib.crc32(text.encode()) % 9) for text in texts]
+
+
 @pytest.fixture
 def fake_model(monkeypatch):
     embedder = CountingEmbedder()
     monkeypatch.setattr(textembed, "embed_texts", embedder)
+    monkeypatch.setattr(textembed, "tokenize", fake_tokenize)
     monkeypatch.setattr(textembed, "model_id", lambda: "fake-model==1")
     return embedder
 
@@ -99,6 +106,7 @@ def test_build_off_returns_none_without_computing(fake_model):
 
 def test_killed_build_resumes_from_saved_chunks(monkeypatch):
     monkeypatch.setattr(textembed, "model_id", lambda: "fake-model==1")
+    monkeypatch.setattr(textembed, "tokenize", fake_tokenize)
     dying = CountingEmbedder(fail_after_calls=3)
     monkeypatch.setattr(textembed, "embed_texts", dying)
     with pytest.raises(KeyboardInterrupt):
@@ -111,6 +119,59 @@ def test_killed_build_resumes_from_saved_chunks(monkeypatch):
     reference = CountingEmbedder()(TEXTS)
     np.testing.assert_allclose(vectors, reference, atol=2e-3)
     assert not cache_for("t", TEXTS).path.with_suffix(".parts").exists()
+
+
+def test_chunks_follow_token_count_order_and_results_keep_text_order(fake_model, monkeypatch):
+    seen = []
+
+    def recording(texts, **kwargs):
+        seen.append([len(ids) for ids in kwargs["token_ids"]])
+        return fake_model(texts, **kwargs)
+
+    monkeypatch.setattr(textembed, "embed_texts", recording)
+    vectors = cached_embeddings("t", TEXTS, chunk_size=8, show_progress=False, batch_size=4)
+    counts = [count for chunk in seen for count in chunk]
+    assert counts == sorted(len(ids) for ids in fake_tokenize(TEXTS))  # one global order over chunks
+    np.testing.assert_allclose(vectors, CountingEmbedder()(TEXTS), atol=2e-3)
+
+
+def test_length_order_is_stable_and_by_token_count():
+    ids = [[1, 2, 3], [1], [1, 2], [4], [5, 6, 7]]
+    assert textembed.length_order(ids).tolist() == [1, 3, 2, 0, 4]
+
+
+def test_empty_inputs_embed_to_empty(fake_model):
+    assert cached_embeddings("t", [], show_progress=False).shape == (0, EMBED_DIM)
+    assert fake_model.calls == 0
+
+
+def test_empty_text_list_needs_no_model():
+    assert textembed.embed_texts([]).shape == (0, EMBED_DIM)
+    assert textembed.tokenize([]) == []
+
+
+@needs_model
+def test_direct_forward_matches_sentence_transformers_encode():
+    texts = [
+        "owl",
+        "a red bicycle leaning on a wall",
+        "barn owl (owl): owl with a heart-shaped face; distributed worldwide",
+        "Canis familiaris",
+        "tea",
+        "violin (bowed stringed instrument): bowed stringed instrument that is the highest member of the violin family",
+    ]
+    assert textembed._direct_encoder() is not None  # the fast path is in use, not the fallback
+    for bf16, floor in ((False, 0.99999), (True, 0.999)):
+        library = textembed.library_embed_texts(texts, 8, False, bf16 and runtime.bf16_enabled("cpu"))
+        direct = textembed.embed_texts(texts, batch_size=2, bf16=bf16)  # 3 batches, reordered by length
+        assert direct.shape == (len(texts), EMBED_DIM) and direct.dtype == np.float32
+        assert float((direct * library).sum(axis=1).min()) > floor
+
+
+@needs_model
+def test_batch_size_must_be_positive():
+    with pytest.raises(ValueError, match="batch_size"):
+        textembed.embed_texts(["owl"], batch_size=0)
 
 
 @needs_model
